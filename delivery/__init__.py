@@ -1,0 +1,1 @@
+"""The pipeline: ingestion, routing, delivery, and the outcomes and rollups they record."""

@@ -1,0 +1,6 @@
+"""The destination kinds the product ships; each has an adapter module in this package."""
+
+KIND_CHOICES = [
+    ("webhook", "Webhook (JSON batch)"),
+    ("customerio", "Customer.io Track API"),
+]

@@ -1,0 +1,220 @@
+"""Writes the pipeline's counts and samples: one statement per batch, in the caller's transaction.
+
+Every step change of every event goes through `Tally` (rollup deltas, pre-summed in Python and
+upserted with sorted keys so concurrent batches never deadlock) and, for examples operators can
+inspect, `SampleBatch` (bounded per key and 10-minute bucket).
+"""
+
+import datetime as dt
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import connection
+
+from delivery.steps import Step
+
+SAMPLES_PER_BUCKET = 10
+SAMPLE_BUCKET = dt.timedelta(minutes=10)
+
+
+def minute_of(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def hour_of(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def bucket_of(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(minute=moment.minute - moment.minute % 10, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class Where:
+    """The dimensions a count or sample is recorded under (everything but time and step)."""
+
+    workspace_id: int
+    source_id: int
+    destination_id: int | None = None
+    mapping_id: int | None = None
+    event_type: str = ""
+    event_name: str = ""
+    app_version: str = ""
+
+
+_ROLLUP_COLUMNS = (
+    "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
+    " event_type, event_name, app_version, count"
+)
+_ROLLUP_TYPES = (
+    "timestamptz[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]", "text[]",
+    "text[]", "text[]", "text[]", "bigint[]",
+)  # fmt: skip
+_ROLLUP_KEY = (
+    "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
+    " event_type, event_name, app_version"
+)
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple(-1 if part is None else part for part in key)
+
+
+class Tally:
+    """Rollup deltas for one batch: `add(received_at, where, step, reason, n)`, then `write()` once."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple] = Counter()
+
+    def add(
+        self, received_at: dt.datetime, where: Where, step: Step, reason_code: str = "", n: int = 1
+    ) -> None:
+        self.counts[
+            (
+                minute_of(received_at),
+                where.workspace_id,
+                where.source_id,
+                where.destination_id,
+                where.mapping_id,
+                str(step),
+                reason_code,
+                where.event_type,
+                where.event_name,
+                where.app_version,
+            )
+        ] += n
+
+    def move(
+        self, received_at: dt.datetime, where: Where, old: tuple[Step, str], new: tuple[Step, str]
+    ) -> None:
+        """One event leaves one step (and reason) for another."""
+        if old == new:
+            return
+        self.add(received_at, where, old[0], old[1], -1)
+        self.add(received_at, where, new[0], new[1], 1)
+
+    def write(self) -> None:
+        minutes = {key: n for key, n in self.counts.items() if n}
+        hours: Counter[tuple] = Counter()
+        for key, n in minutes.items():
+            hours[(hour_of(key[0]), *key[1:])] += n
+        _upsert("delivery_rollup", minutes)
+        _upsert("delivery_rollup_hourly", {key: n for key, n in hours.items() if n})
+        self.counts.clear()
+
+
+def _upsert(table: str, counts: dict[tuple, int]) -> None:
+    if not counts:
+        return
+    keys = sorted(counts, key=_sort_key)
+    columns = list(zip(*[(*key, counts[key]) for key in keys], strict=True))
+    unnest = ", ".join(f"%s::{kind}" for kind in _ROLLUP_TYPES)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({_ROLLUP_COLUMNS}) SELECT * FROM unnest({unnest})"
+            f" ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET count = {table}.count + excluded.count",
+            [list(column) for column in columns],
+        )
+
+
+@dataclass
+class SampleBatch:
+    """Samples for one batch, at most SAMPLES_PER_BUCKET per key and bucket (counting stored ones)."""
+
+    rows: dict[tuple, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(
+        self,
+        at: dt.datetime,
+        where: Where,
+        step: Step,
+        reason_code: str = "",
+        *,
+        message_id: str = "",
+        status: int | None = None,
+        error_type: str = "",
+        error_message: str = "",
+        sent: object = None,
+        body: object = None,
+        response: object = None,
+    ) -> None:
+        key = (bucket_of(at), where.source_id, where.destination_id, where.mapping_id, str(step), reason_code)
+        rows = self.rows[key]
+        if len(rows) >= SAMPLES_PER_BUCKET:
+            return
+        rows.append(
+            (
+                at,
+                where.workspace_id,
+                where.event_type,
+                where.event_name,
+                where.app_version,
+                message_id,
+                status,
+                error_type,
+                error_message[:2000],
+                _json(sent),
+                _json(body),
+                _json(response),
+            )
+        )
+
+    def write(self) -> None:
+        flat = []
+        for (bucket, source_id, destination_id, mapping_id, step, reason_code), rows in self.rows.items():
+            for rank, row in enumerate(rows, start=1):
+                at, workspace_id, event_type, event_name, app_version, *rest = row
+                flat.append(
+                    (
+                        at, bucket, workspace_id, source_id, destination_id, mapping_id, step, reason_code,
+                        event_type, event_name, app_version, *rest, rank,
+                    )
+                )  # fmt: skip
+        self.rows.clear()
+        if not flat:
+            return
+        types = (
+            "timestamptz[]", "timestamptz[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]",
+            "text[]", "text[]", "text[]", "text[]", "text[]", "int[]", "text[]", "text[]", "jsonb[]",
+            "jsonb[]", "jsonb[]", "int[]",
+        )  # fmt: skip
+        names = (
+            "at, bucket, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
+            " event_type, event_name, app_version, message_id, status, error_type, error_message,"
+            " sent, body, response"
+        )
+        unnest = ", ".join(f"%s::{kind}" for kind in types)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                WITH candidate AS (
+                    SELECT * FROM unnest({unnest}) AS c({names}, rank)
+                )
+                INSERT INTO delivery_sample ({names})
+                SELECT {", ".join("c." + n.strip() for n in names.split(","))} FROM candidate c
+                WHERE c.rank + (
+                    SELECT count(*) FROM delivery_sample s
+                    WHERE s.source_id = c.source_id
+                      AND s.destination_id IS NOT DISTINCT FROM c.destination_id
+                      AND s.mapping_id IS NOT DISTINCT FROM c.mapping_id
+                      AND s.step = c.step AND s.reason_code = c.reason_code
+                      AND s.at >= c.bucket AND s.at < c.bucket + interval '10 minutes'
+                ) <= {SAMPLES_PER_BUCKET}
+                """,
+                [list(column) for column in zip(*flat, strict=True)],
+            )
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Bulk-insert rows with COPY (the fastest path into PostgreSQL)."""
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg cursor behind Django's wrapper
+        with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)

@@ -1,0 +1,639 @@
+"""Sandbox destination: a real local HTTP server that imitates the batch APIs we deliver to.
+
+Two dialects, chosen by path: ``POST /<slot>/webhook`` (generic JSON batch webhook) and
+``POST /<slot>/api/v2/batch`` (Customer.io Track API v2). Each slot runs a *profile* (healthy,
+partial, rate_limited, flaky, ...) so the demo and the tests can make a destination misbehave in a
+known, repeatable way; ``/_control/<slot>`` changes profiles at run time and ``/_requests/<slot>``
+shows exactly what was received. Standard library only: no Django here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+REQUEST_LOG_SIZE = 100
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "reject_share": 0.2,  # partial: share of events rejected, decided per event from a stable hash
+    "retry_after": 2,  # rate_limited: Retry-After seconds
+    "fail_first": None,  # rate_limited: how many requests get 429 before turning healthy (None: all)
+    "slow_seconds": 12,  # flaky "slow" step: sleep before answering 200
+    "cycle": ["ok", "500", "503", "slow", "drop", "502"],  # flaky: steps in order, per slot
+    "empty_errors": False,  # customerio success body: {"errors": []} instead of {}
+}
+BAD_GATEWAY_HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the server does with one delivery request."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0
+    drop: bool = False  # close the socket without answering
+
+
+def json_answer(status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+    return Answer(status, json.dumps(payload).encode(), headers=headers)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One rejected event; each dialect renders the fields its real API uses."""
+
+    status: int
+    message: str
+    reason: str = "invalid"
+    field: str = ""
+    index: int = -1
+
+
+class Dialect:
+    """Request and answer shapes of one API; subclasses fill in the vocabulary."""
+
+    name = ""
+    requires_auth = False
+    reports_unindexed_errors = False  # whether an error entry can lack its index (bad_index profile)
+    unauthorized_message = ""
+    malformed_message = ""
+    samples: tuple[Rejection, ...] = ()
+
+    def error(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        raise NotImplementedError
+
+    def ok(self, settings: dict[str, Any]) -> Answer:
+        raise NotImplementedError
+
+    def render(self, rejection: Rejection) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def required(self, item: Any) -> Rejection | None:
+        raise NotImplementedError
+
+    def hash_key(self, item: Any) -> str:
+        return json.dumps(item, sort_keys=True, default=str)
+
+    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+        raise NotImplementedError
+
+    def unauthorized(self) -> Answer:
+        return self.error(401, self.unauthorized_message)
+
+    def malformed(self) -> Answer:
+        return self.error(400, self.malformed_message)
+
+    def rate_limited(self, retry_after: float) -> Answer:
+        return self.error(429, "rate limit exceeded", (("Retry-After", _seconds(retry_after)),))
+
+
+class WebhookDialect(Dialect):
+    name = "webhook"
+    unauthorized_message = "invalid api key"
+    malformed_message = "invalid batch"
+    samples = (
+        Rejection(400, "email is not a valid address"),
+        Rejection(422, "property 'plan' must be a string"),
+        Rejection(400, "timestamp is more than 30 days in the past"),
+        Rejection(413, "event exceeds the 32 KB size limit"),
+    )
+
+    def error(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        return json_answer(status, {"error": message}, headers)
+
+    def ok(self, settings: dict[str, Any]) -> Answer:
+        return json_answer(200, {"ok": True})
+
+    def render(self, rejection: Rejection) -> dict[str, Any]:
+        return {"index": rejection.index, "status": rejection.status, "message": rejection.message}
+
+    def required(self, item: Any) -> Rejection | None:
+        if not isinstance(item, dict):
+            return Rejection(400, "event must be a JSON object")
+        if not item.get("userId") and not item.get("anonymousId"):
+            return Rejection(400, "userId or anonymousId is required")
+        return None
+
+    def hash_key(self, item: Any) -> str:
+        message_id = item.get("messageId") if isinstance(item, dict) else None
+        return str(message_id) if message_id else super().hash_key(item)
+
+    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+        return json_answer(207, {"results": entries})
+
+
+class CustomerIODialect(Dialect):
+    name = "customerio"
+    requires_auth = True
+    reports_unindexed_errors = True
+    unauthorized_message = "Unauthorized request"
+    malformed_message = "malformed batch"
+    samples = (
+        Rejection(400, "attributes.email: not a valid email address", "invalid", "attributes.email"),
+        Rejection(400, "timestamp: must be a unix timestamp in seconds", "invalid", "timestamp"),
+        Rejection(400, "name: must be 150 characters or fewer", "invalid", "name"),
+        Rejection(404, "identifiers: no person matches these identifiers", "notFound", "identifiers"),
+    )
+
+    def error(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        return json_answer(status, {"meta": {"error": message}}, headers)
+
+    def ok(self, settings: dict[str, Any]) -> Answer:
+        return json_answer(200, {"errors": []} if settings["empty_errors"] else {})
+
+    def render(self, rejection: Rejection) -> dict[str, Any]:
+        return {
+            "batch_index": rejection.index,
+            "reason": rejection.reason,
+            "field": rejection.field,
+            "message": rejection.message,
+        }
+
+    def required(self, item: Any) -> Rejection | None:
+        if not isinstance(item, dict) or not item.get("identifiers"):
+            return Rejection(400, "identifiers is required", "required", "identifiers")
+        return None
+
+    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+        return json_answer(207, {"errors": entries})
+
+    def rate_limited(self, retry_after: float) -> Answer:
+        message = f"Too many requests. Retry after {round(retry_after * 1000)}ms."
+        return self.error(429, message, (("Retry-After", _seconds(retry_after)),))
+
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (WebhookDialect(), CustomerIODialect())}
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def partial_rejections(dialect: str, batch: list[Any], reject_share: float = 0.2) -> list[dict[str, Any]]:
+    """The exact error entries the `partial` profile answers for this batch (for predicting tests)."""
+    speaker = DIALECTS[dialect]
+    found = (_rejection(speaker, item, reject_share) for item in batch)
+    return [speaker.render(replace(r, index=i)) for i, r in enumerate(found) if r is not None]
+
+
+def _rejection(dialect: Dialect, item: Any, reject_share: float) -> Rejection | None:
+    missing = dialect.required(item)
+    if missing is not None:
+        return missing
+    digest = hashlib.sha256(dialect.hash_key(item).encode()).digest()
+    if int.from_bytes(digest[:8], "big") / 2**64 >= reject_share:
+        return None
+    return dialect.samples[digest[8] % len(dialect.samples)]
+
+
+# --- profiles: each turns one received call into an answer ------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One delivery request as a profile sees it."""
+
+    dialect: Dialect
+    body: Any  # parsed JSON, or None when the body was not JSON
+    has_basic_auth: bool
+    settings: dict[str, Any]  # defaults merged with the slot's settings
+    count: int  # 1-based number of this request on its slot since the last reset
+
+    @property
+    def batch(self) -> list[Any] | None:
+        batch = self.body.get("batch") if isinstance(self.body, dict) else None
+        return batch if isinstance(batch, list) else None
+
+
+def _gate(call: Call) -> Answer | None:
+    """What the real API checks before looking at events: credentials, then the batch shape."""
+    if call.dialect.requires_auth and not call.has_basic_auth:
+        return call.dialect.unauthorized()
+    if call.batch is None:
+        return call.dialect.malformed()
+    return None
+
+
+def _healthy(call: Call) -> Answer:
+    return _gate(call) or call.dialect.ok(call.settings)
+
+
+def _partial(call: Call) -> Answer:
+    gate = _gate(call)
+    if gate:
+        return gate
+    entries = partial_rejections(call.dialect.name, call.batch or [], call.settings["reject_share"])
+    return call.dialect.multi_status(entries) if entries else call.dialect.ok(call.settings)
+
+
+def _rate_limited(call: Call) -> Answer:
+    fail_first = call.settings["fail_first"]
+    if fail_first is None or call.count <= fail_first:
+        return call.dialect.rate_limited(call.settings["retry_after"])
+    return _healthy(call)
+
+
+def _flaky(call: Call) -> Answer:
+    cycle = call.settings["cycle"]
+    step = cycle[(call.count - 1) % len(cycle)]
+    return (FLAKY_STEPS.get(step) or PROFILES[step])(call)
+
+
+def _bad_index(call: Call) -> Answer:
+    gate = _gate(call)
+    if gate:
+        return gate
+    beyond = Rejection(400, "event was rejected", "invalid", "identifiers", index=len(call.batch or []))
+    entries = [call.dialect.render(beyond)]
+    if call.dialect.reports_unindexed_errors:
+        unindexed = call.dialect.render(replace(beyond, index=0, message="identifiers: invalid"))
+        entries.insert(0, {k: v for k, v in unindexed.items() if k != "batch_index"})
+    return call.dialect.multi_status(entries)
+
+
+def _duplicate_index(call: Call) -> Answer:
+    gate = _gate(call)
+    if gate:
+        return gate
+    twice = call.dialect.samples[:2]
+    return call.dialect.multi_status([call.dialect.render(replace(r, index=0)) for r in twice])
+
+
+PROFILES: dict[str, Callable[[Call], Answer]] = {
+    "healthy": _healthy,
+    "partial": _partial,
+    "rate_limited": _rate_limited,
+    "flaky": _flaky,
+    "down": lambda call: call.dialect.error(503, "service unavailable"),
+    "bad_request": lambda call: call.dialect.malformed(),
+    "unauthorized": lambda call: call.dialect.unauthorized(),
+    "garbage": lambda call: Answer(207, b"<html>oops</html>", "text/html"),
+    "bad_index": _bad_index,
+    "duplicate_index": _duplicate_index,
+}
+FLAKY_STEPS: dict[str, Callable[[Call], Answer]] = {
+    "ok": _healthy,
+    "500": lambda call: json_answer(500, {"error": "internal error"}),
+    "502": lambda call: Answer(502, BAD_GATEWAY_HTML, "text/html"),
+    "503": lambda call: call.dialect.error(503, "service unavailable"),
+    "slow": lambda call: replace(_healthy(call), delay=float(call.settings["slow_seconds"])),
+    "drop": lambda call: Answer(drop=True),
+}
+
+
+def validate(profile: str, settings: dict[str, Any]) -> None:
+    """Raise ValueError unless the profile and settings are ones the sandbox knows."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    unknown = sorted(set(settings) - set(SETTING_CHECKS))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; known: {', '.join(SETTING_CHECKS)}")
+    invalid = sorted(key for key, value in settings.items() if not SETTING_CHECKS[key](value))
+    if invalid:
+        raise ValueError(
+            f"invalid values for {invalid}; cycle steps are {', '.join(FLAKY_STEPS)} or profiles"
+        )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def _cycle(value: Any) -> bool:
+    known = set(FLAKY_STEPS) | (set(PROFILES) - {"flaky"})
+    return isinstance(value, list) and bool(value) and all(isinstance(s, str) and s in known for s in value)
+
+
+SETTING_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "reject_share": lambda v: _number(v) and v <= 1,
+    "retry_after": _number,
+    "fail_first": lambda v: v is None or (_number(v) and isinstance(v, int)),
+    "slow_seconds": _number,
+    "cycle": _cycle,
+    "empty_errors": lambda v: isinstance(v, bool),
+}
+
+
+# --- slots: per-slot profile, counters and request log ----------------------------------------
+
+
+@dataclass
+class Slot:
+    name: str
+    profile: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    requests: int = 0
+    answers: dict[str, int] = field(default_factory=dict)
+    log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
+
+    def state(self) -> dict[str, Any]:
+        counters = {"requests": self.requests, "answers": dict(self.answers)}
+        return {"slot": self.name, "profile": self.profile, "settings": self.settings, "counters": counters}
+
+
+class Slots:
+    """All slots of one server; every access goes through one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[str, Slot] = {}
+
+    def _get(self, name: str) -> Slot:
+        if name not in self._slots:
+            self._slots[name] = Slot(name, name if name in PROFILES else "healthy")
+        return self._slots[name]
+
+    def configure(self, name: str, profile: str, settings: dict[str, Any]) -> dict[str, Any]:
+        validate(profile, settings)
+        with self._lock:
+            slot = self._get(name)
+            slot.profile, slot.settings, slot.requests, slot.answers = profile, dict(settings), 0, {}
+            return slot.state()
+
+    def reset(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._slots.clear()
+            else:
+                self._slots.pop(name, None)
+
+    def state(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            return self._get(name).state()
+
+    def requests(self, name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._get(name).log)
+
+    def clear_requests(self, name: str) -> None:
+        with self._lock:
+            self._get(name).log.clear()
+
+    def receive(self, name: str, entry: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
+        """Log a delivery request and count it; returns (profile, effective settings, count)."""
+        with self._lock:
+            slot = self._get(name)
+            slot.log.append(entry)
+            slot.requests += 1
+            return slot.profile, {**DEFAULT_SETTINGS, **slot.settings}, slot.requests
+
+    def answered(self, name: str, outcome: str) -> None:
+        with self._lock:
+            answers = self._get(name).answers
+            answers[outcome] = answers.get(outcome, 0) + 1
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+_SLOT = r"(?P<slot>[A-Za-z0-9][\w.-]*)"
+ROUTES: list[tuple[re.Pattern[str], dict[str, str]]] = [
+    (re.compile(r"^/healthz$"), {"GET": "healthz"}),
+    (
+        re.compile(rf"^/_control/{_SLOT}$"),
+        {"GET": "control_get", "PUT": "control_put", "DELETE": "control_reset"},
+    ),
+    (re.compile(rf"^/_requests/{_SLOT}$"), {"GET": "requests_get", "DELETE": "requests_clear"}),
+    (re.compile(rf"^/{_SLOT}/webhook$"), {"POST": "deliver_webhook"}),
+    (re.compile(rf"^/{_SLOT}/api/v2/batch$"), {"POST": "deliver_customerio"}),
+]
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:  # also covers UnicodeDecodeError
+        return None
+
+
+def _basic_auth_user(header: str | None) -> str | None:
+    """The user (Customer.io site id) of a well-formed Basic Authorization header, else None."""
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, colon, _ = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user if colon else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "SandboxDestination/1.0"
+    timeout = 60  # idle keep-alive connections give their thread back after this
+    disable_nagle_algorithm = True  # headers and body go out in two writes; don't wait 40 ms for an ACK
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _dispatch(self, method: str) -> None:
+        raw = self._read_body()
+        path = urlsplit(self.path).path
+        for pattern, methods in ROUTES:
+            match = pattern.match(path)
+            if not match:
+                continue
+            if method not in methods:
+                return self._send(json_answer(405, {"error": f"{method} not allowed on {path}"}))
+            return getattr(self, methods[method])(raw, **match.groupdict())
+        self._send(json_answer(404, {"error": f"no route for {path}"}))
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline().strip():  # trailers
+            pass
+        return b"".join(chunks)
+
+    def _send(self, answer: Answer) -> None:
+        if answer.delay:
+            time.sleep(answer.delay)
+        try:
+            if answer.drop:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", str(len(answer.body)))
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(answer.body)
+        except OSError as exc:  # the client gave up (timeout) or the server is stopping
+            self.close_connection = True
+            log.debug("could not answer %s: %s", self.path, exc)
+
+    def healthz(self, raw: bytes) -> None:
+        self._send(json_answer(200, {"ok": True}))
+
+    def control_get(self, raw: bytes, slot: str) -> None:
+        self._send(json_answer(200, self.server.slots.state(slot)))
+
+    def control_put(self, raw: bytes, slot: str) -> None:
+        body = _parse_json(raw)
+        if not isinstance(body, dict) or not isinstance(body.get("settings", {}), dict):
+            return self._send(json_answer(400, {"error": 'expected {"profile": ..., "settings": {...}}'}))
+        try:
+            state = self.server.slots.configure(slot, str(body.get("profile")), body.get("settings", {}))
+        except ValueError as exc:
+            return self._send(json_answer(400, {"error": str(exc)}))
+        self._send(json_answer(200, state))
+
+    def control_reset(self, raw: bytes, slot: str) -> None:
+        self.server.slots.reset(slot)
+        self._send(json_answer(200, self.server.slots.state(slot)))
+
+    def requests_get(self, raw: bytes, slot: str) -> None:
+        self._send(json_answer(200, self.server.slots.requests(slot)))
+
+    def requests_clear(self, raw: bytes, slot: str) -> None:
+        self.server.slots.clear_requests(slot)
+        self._send(json_answer(200, []))
+
+    def deliver_webhook(self, raw: bytes, slot: str) -> None:
+        self._deliver(DIALECTS["webhook"], raw, slot)
+
+    def deliver_customerio(self, raw: bytes, slot: str) -> None:
+        self._deliver(DIALECTS["customerio"], raw, slot)
+
+    def _deliver(self, dialect: Dialect, raw: bytes, slot: str) -> None:
+        body = _parse_json(raw)
+        user = _basic_auth_user(self.headers.get("Authorization"))
+        entry = {
+            "method": self.command,
+            "path": self.path,
+            "headers": {k: v for k, v in self.headers.items() if k.lower() != "authorization"},
+            "auth_user": user,
+            "body": body,
+            "time": time.time(),
+        }
+        if body is None and raw:
+            entry["body_text"] = raw.decode(errors="replace")
+        profile, settings, count = self.server.slots.receive(slot, entry)
+        answer = PROFILES[profile](Call(dialect, body, user is not None, settings, count))
+        self.server.slots.answered(slot, "dropped" if answer.drop else str(answer.status))
+        self._send(answer)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() must not wait for a slow answer still sleeping
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
+        self.slots = Slots()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)
+
+
+class SandboxServer:
+    """The sandbox bound to host:port (0 picks a free port); `url` is known right after creation."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._httpd = _Server((host, port))
+        self.url = f"http://{host}:{self._httpd.server_address[1]}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SandboxServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def configure(self, slot: str, profile: str, **settings: Any) -> None:
+        """Same as ``PUT /_control/<slot>``; raises ValueError for an unknown profile or setting."""
+        self._httpd.slots.configure(slot, profile, settings)
+
+    def reset(self, slot: str | None = None) -> None:
+        """Same as ``DELETE /_control/<slot>``; with no slot, resets every slot."""
+        self._httpd.slots.reset(slot)
+
+    def state(self, slot: str) -> dict[str, Any]:
+        return self._httpd.slots.state(slot)
+
+    def requests(self, slot: str) -> list[dict[str, Any]]:
+        return self._httpd.slots.requests(slot)
+
+
+class _StopRequested(Exception):
+    """Raised from the SIGINT/SIGTERM handler to leave serve_forever cleanly."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def serve_forever(host: str, port: int, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (call from the main thread); `on_ready` gets the bound URL."""
+    server = SandboxServer(host, port).start()
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if on_ready is not None:
+            on_ready(server.url)
+        while True:
+            time.sleep(3600)
+    except _StopRequested as stop:
+        log.info("sandbox destination stopping on %s", stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()

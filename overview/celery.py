@@ -1,0 +1,24 @@
+"""The Celery app: one queue per concern, periodic work on beat."""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "overview.settings")
+
+app = Celery("overview")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name) for name in ("ingest", "route", "deliver", "alerts")]
+app.conf.task_routes = {
+    "delivery.tasks.deliver_*": {"queue": "deliver"},
+    "delivery.tasks.flush_*": {"queue": "deliver"},
+    "delivery.tasks.*": {"queue": "route"},
+    "overview.tasks.*": {"queue": "alerts"},
+}
+app.conf.beat_schedule = {
+    "sweep-lost-work": {"task": "delivery.tasks.sweep", "schedule": 5.0},
+    "flush-delivery-batches": {"task": "delivery.tasks.flush_batches", "schedule": 1.0},
+    "maintain-partitions": {"task": "delivery.tasks.maintain_partitions", "schedule": 3600.0},
+}
+app.autodiscover_tasks(["delivery", "overview"])

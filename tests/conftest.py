@@ -1,0 +1,138 @@
+"""Test harness: real PostgreSQL (configured or embedded), real Redis, a real Celery worker process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from overview import embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = uuid.uuid4().hex[:8]
+PIPELINE_TABLES = (
+    "delivery_event, delivery_outcome, delivery_rollup, delivery_rollup_hourly,"
+    " delivery_sample, delivery_seenmessage"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Without a configured broker, the tests run the embedded Redis for the session.
+    if not os.environ.get("CELERY_BROKER_URL"):
+        embedded.start_redis(settings.DATA_DIR)
+    # Several test runs may share one Redis: this run's broker keys get their own prefix.
+    from overview.celery import app
+
+    app.conf.broker_transport_options = {"global_keyprefix": f"test-{RUN_ID}:"}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> None:
+    # One test database per run, so that concurrent runs on one server never collide.
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_delivery_{RUN_ID}"
+
+
+def database_url() -> str:
+    """A URL to the test database as the test process sees it (for worker processes)."""
+    db = settings.DATABASES["default"]
+    host = quote(db["HOST"], safe="") if db["HOST"].startswith("/") else db["HOST"]
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{host}{port}/{db['NAME']}"
+
+
+@pytest.fixture(autouse=True)
+def _clean_pipeline_tables(request: pytest.FixtureRequest, django_db_blocker) -> Iterator[None]:
+    """Django's flush skips the unmanaged, partitioned pipeline tables: empty them after such tests."""
+    yield
+    if {"transactional_db", "live_server", "celery_worker"} & set(request.fixturenames):
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {PIPELINE_TABLES}")
+
+
+class Worker:
+    """A `celery worker -B` process on this run's database and broker prefix."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "CELERY_KEY_PREFIX": f"test-{RUN_ID}:",
+            "DELIVERY_ALLOW_PRIVATE_ADDRESSES": "1",
+            "DELIVERY_DATA_DIR": str(settings.DATA_DIR),
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+        self.log = settings.DATA_DIR / f"test-worker-{RUN_ID}.log"
+
+    def start(self) -> "Worker":
+        schedule = settings.DATA_DIR / f"test-beat-{RUN_ID}"
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "overview", "worker", "-B", "-s", str(schedule),
+                "-Q", "ingest,route,deliver,alerts", "-c", "2", "--loglevel", "INFO",
+                "--without-mingle", "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_until(lambda: "ready." in self.log.read_text(errors="replace"), timeout=60, what="worker ready")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (pool children included), as a crash would."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def _session_worker(django_db_setup, django_db_blocker) -> Iterator[Worker]:
+    worker = Worker().start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def celery_worker(_session_worker: Worker, transactional_db) -> Worker:
+    """A real Celery worker (with beat) on the real broker; tests using it see committed data only."""
+    if _session_worker.process.poll() is not None:
+        _session_worker.start()
+    return _session_worker
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not os.environ.get("CELERY_BROKER_URL") and not os.environ.get("KEEP_EMBEDDED_REDIS"):
+        # Leave Redis running if another run (a developer's demo, a parallel run) still uses it.
+        pass
