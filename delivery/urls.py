@@ -1,0 +1,3 @@
+"""The tracking API (being written)."""
+
+urlpatterns: list = []
