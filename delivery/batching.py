@@ -11,3 +11,8 @@ def flush_due() -> None:
 
 def sweep_lost() -> None:
     return None
+
+
+def schedule(pairs: set[tuple[int, int]]) -> None:
+    """Called by routing after commit with the (destination_id, mapping_id) pairs that got queued work."""
+    return None

@@ -7,5 +7,6 @@ urlpatterns = [
     path("v1/", include("delivery.urls")),
     path("api/v1/", include("overview.api.urls")),
     path("admin/", admin.site.urls),
+    path("", include("overview.configure.urls")),
     path("", include("overview.pages.urls")),
 ]

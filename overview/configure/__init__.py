@@ -1,0 +1,1 @@
+"""Pages to configure sources, destinations, mappings and alerts (being written)."""
