@@ -52,6 +52,7 @@ def set_up(sandbox_url: str) -> DemoSetup:
     user, _ = get_user_model().objects.get_or_create(username=DEMO_USER, defaults={"email": "ops@acme.test"})
     password = secrets.token_urlsafe(9)
     user.set_password(password)
+    user.is_staff = user.is_superuser = True  # the demo's operator may also browse the admin
     user.save()
     Membership.objects.get_or_create(user=user, workspace=workspace, defaults={"role": Membership.Role.OWNER})
 

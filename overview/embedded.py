@@ -101,12 +101,28 @@ def stop_redis(data_dir: Path) -> None:
         pid_file.unlink(missing_ok=True)
 
 
-def wait_for_exit(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_redis(data_dir: Path) -> str:
+    """Start the embedded Redis if needed and register this process as one of its users."""
+    users = data_dir / "redis" / "users"
+    users.mkdir(parents=True, exist_ok=True)
+    (users / str(os.getpid())).touch()
+    return start_redis(data_dir)
+
+
+def release_redis(data_dir: Path) -> None:
+    """Unregister this process; the last live user stops the server (like pgserver does for PostgreSQL)."""
+    users = data_dir / "redis" / "users"
+    (users / str(os.getpid())).unlink(missing_ok=True)
+    live = [p for p in users.iterdir() if p.name.isdigit() and _alive(int(p.name))] if users.exists() else []
+    if not live:
+        stop_redis(data_dir)

@@ -27,7 +27,7 @@ PIPELINE_TABLES = (
 def pytest_configure(config: pytest.Config) -> None:
     # Without a configured broker, the tests run the embedded Redis for the session.
     if not os.environ.get("CELERY_BROKER_URL"):
-        embedded.start_redis(settings.DATA_DIR)
+        embedded.acquire_redis(settings.DATA_DIR)
     # Several test runs may share one Redis: this run's broker keys get their own prefix.
     from overview.celery import app
 
@@ -133,6 +133,5 @@ def celery_worker(_session_worker: Worker, transactional_db) -> Worker:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if not os.environ.get("CELERY_BROKER_URL") and not os.environ.get("KEEP_EMBEDDED_REDIS"):
-        # Leave Redis running if another run (a developer's demo, a parallel run) still uses it.
-        pass
+    if not os.environ.get("CELERY_BROKER_URL"):
+        embedded.release_redis(settings.DATA_DIR)  # stops it unless a demo or another run still uses it

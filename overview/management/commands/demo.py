@@ -26,11 +26,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, sandbox_port, rate, no_traffic, **options) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
-        started_redis = not os.environ.get("CELERY_BROKER_URL") and not embedded.redis_running(
-            settings.DATA_DIR
-        )
-        if started_redis:
-            embedded.start_redis(settings.DATA_DIR)
+        embedded_redis = not os.environ.get("CELERY_BROKER_URL")
+        if embedded_redis:
+            embedded.acquire_redis(settings.DATA_DIR)
+        # Ctrl-C and SIGTERM both stop everything (SIGINT is restored: a background start ignores it).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             self._run(host, port, sandbox_port, rate, no_traffic)
@@ -39,8 +39,8 @@ class Command(BaseCommand):
         finally:
             self.stdout.write("\nStopping…")
             self._stop_children()
-            if started_redis:
-                embedded.stop_redis(settings.DATA_DIR)
+            if embedded_redis:
+                embedded.release_redis(settings.DATA_DIR)
             self.stdout.write("Stopped.")
 
     def _run(self, host, port, sandbox_port, rate, no_traffic) -> None:
@@ -116,7 +116,8 @@ class Command(BaseCommand):
                 pass
             for name, process in self.children:
                 if process.poll() is not None:
-                    raise CommandError(f"{name} exited while waiting for {what}; see its log")
+                    log = settings.DATA_DIR / "logs" / f"{name}.log"
+                    raise CommandError(f"{name} exited while waiting for {what}; see {log}")
             time.sleep(0.2)
         raise CommandError(f"{what} did not answer at {url} within {timeout:.0f}s")
 
