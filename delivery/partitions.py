@@ -9,12 +9,14 @@ from django.db.models.signals import post_migrate
 
 log = logging.getLogger(__name__)
 
-# Table -> the column it is partitioned on (daily ranges); all are created by migration 0002.
+# Table -> the column it is partitioned on (daily ranges); created by migrations 0002 and 0003.
 PARTITIONED = {
     "delivery_event": "received_at",
     "delivery_outcome": "received_at",
     "delivery_rollup": "minute",
     "delivery_rollup_hourly": "minute",
+    "delivery_rollup_steps": "minute",
+    "delivery_rollup_steps_hourly": "minute",
     "delivery_sample": "at",
     "delivery_seenmessage": "day",
 }

@@ -44,18 +44,13 @@ class Where:
     app_version: str = ""
 
 
-_ROLLUP_COLUMNS = (
-    "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
-    " event_type, event_name, app_version, count"
-)
-_ROLLUP_TYPES = (
-    "timestamptz[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]", "text[]",
-    "text[]", "text[]", "text[]", "bigint[]",
-)  # fmt: skip
-_ROLLUP_KEY = (
-    "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
-    " event_type, event_name, app_version"
-)
+# Rollup tables and the key each counts by; the step tables drop the event dimensions (the last three).
+_EVENT_KEY = "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
+_EVENT_KEY += " event_type, event_name, app_version"
+_STEP_KEY = "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code"
+_KEY_TYPES = ("timestamptz[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]", "text[]")
+_EVENT_TYPES = (*_KEY_TYPES, "text[]", "text[]", "text[]")
+STEP_KEY_LENGTH = 7
 
 
 def _sort_key(key: tuple) -> tuple:
@@ -96,26 +91,39 @@ class Tally:
         self.add(received_at, where, new[0], new[1], 1)
 
     def write(self) -> None:
-        minutes = {key: n for key, n in self.counts.items() if n}
-        hours: Counter[tuple] = Counter()
-        for key, n in minutes.items():
-            hours[(hour_of(key[0]), *key[1:])] += n
-        _upsert("delivery_rollup", minutes)
-        _upsert("delivery_rollup_hourly", {key: n for key, n in hours.items() if n})
-        self.counts.clear()
+        """Upsert the minute and hour counters, with and without the event dimensions."""
+        minutes = self.counts
+        hours = _regroup(minutes, lambda key: (hour_of(key[0]), *key[1:]))
+        _upsert("delivery_rollup", _EVENT_KEY, _EVENT_TYPES, minutes)
+        _upsert("delivery_rollup_hourly", _EVENT_KEY, _EVENT_TYPES, hours)
+        _upsert("delivery_rollup_steps", _STEP_KEY, _KEY_TYPES, _regroup(minutes, _step_key))
+        _upsert("delivery_rollup_steps_hourly", _STEP_KEY, _KEY_TYPES, _regroup(hours, _step_key))
+        self.counts = Counter()
 
 
-def _upsert(table: str, counts: dict[tuple, int]) -> None:
-    if not counts:
+def _step_key(key: tuple) -> tuple:
+    return key[:STEP_KEY_LENGTH]
+
+
+def _regroup(counts: Counter[tuple], regroup) -> Counter[tuple]:
+    grouped: Counter[tuple] = Counter()
+    for key, n in counts.items():
+        grouped[regroup(key)] += n
+    return grouped
+
+
+def _upsert(table: str, key: str, types: tuple[str, ...], counts: Counter[tuple]) -> None:
+    """One INSERT … ON CONFLICT for the batch, keys sorted so concurrent batches never deadlock."""
+    keys = sorted((k for k, n in counts.items() if n), key=_sort_key)
+    if not keys:
         return
-    keys = sorted(counts, key=_sort_key)
-    columns = list(zip(*[(*key, counts[key]) for key in keys], strict=True))
-    unnest = ", ".join(f"%s::{kind}" for kind in _ROLLUP_TYPES)
+    columns = [list(column) for column in zip(*[(*k, counts[k]) for k in keys], strict=True)]
+    unnest = ", ".join(f"%s::{kind}" for kind in (*types, "bigint[]"))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} ({_ROLLUP_COLUMNS}) SELECT * FROM unnest({unnest})"
-            f" ON CONFLICT ({_ROLLUP_KEY}) DO UPDATE SET count = {table}.count + excluded.count",
-            [list(column) for column in columns],
+            f"INSERT INTO {table} ({key}, count) SELECT * FROM unnest({unnest})"
+            f" ON CONFLICT ({key}) DO UPDATE SET count = {table}.count + excluded.count",
+            columns,
         )
 
 

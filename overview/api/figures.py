@@ -1,3 +1,225 @@
-"""(being written)"""
+"""Figure endpoints of the REST API: the same `overview.metrics` the pages use, with no lookback.
 
-urlpatterns: list = []
+Window parameters on every endpoint: `range` (10m, 1h, 24h, 7d, 14d) or `start` and `end` (ISO 8601;
+without an offset, UTC), and `mapping` (a mapping id of the destination) where it applies.
+Another workspace's destination or source answers 404; a bad parameter answers 400 with a message.
+"""
+
+import datetime as dt
+
+from django.urls import path
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import ParseError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from delivery.models import Destination, Source
+from overview import metrics, windows
+from overview.tenancy import get_scoped_or_404
+
+
+class Rounded(serializers.FloatField):
+    """Percentages and changes, to two decimals (None when there is nothing to compare with)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_null=True, **kwargs)
+
+    def to_representation(self, value):
+        return None if value is None else round(float(value), 2)
+
+
+class WindowSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(help_text="Exclusive.")
+    range = serializers.CharField(help_text="10m, 1h, 24h, 7d, 14d or custom.")
+
+
+class StepSerializer(serializers.Serializer):
+    step = serializers.CharField()
+    count = serializers.IntegerField()
+    previous_count = serializers.IntegerField()
+    percent = Rounded(help_text="Share of received events in the window, in %.")
+    change = Rounded(
+        help_text="Against the previous window: % change of the count, or for discard steps the change "
+        "in percentage points of the share of received events."
+    )
+
+
+class PipelineSerializer(serializers.Serializer):
+    window = WindowSerializer()
+    previous_window = WindowSerializer()
+    steps = StepSerializer(many=True)
+    pending_retry = serializers.IntegerField()
+    awaiting_delivery = serializers.IntegerField(help_text="Routed to a mapping, first attempt not made yet.")
+    duplicates = serializers.IntegerField(help_text="Repeated messageIds dropped at ingest.")
+
+
+class DiscardSerializer(serializers.Serializer):
+    reason_code = serializers.CharField()
+    reason = serializers.CharField()
+    count = serializers.IntegerField()
+    previous_count = serializers.IntegerField()
+    change = Rounded(help_text="Change in percentage points of the share of received events.")
+    remedy = serializers.CharField()
+    what_happened = serializers.CharField()
+
+
+class BreakdownSerializer(serializers.Serializer):
+    event_type = serializers.CharField()
+    event_name = serializers.CharField()
+    app_version = serializers.CharField()
+    count = serializers.IntegerField()
+    previous_count = serializers.IntegerField()
+    change = Rounded()
+
+
+class SampleSerializer(serializers.Serializer):
+    message_id = serializers.CharField()
+    at = serializers.DateTimeField()
+    status = serializers.IntegerField(allow_null=True)
+    error_type = serializers.CharField()
+    error_message = serializers.CharField()
+    sent = serializers.JSONField(allow_null=True, help_text="The JSON posted to the destination.")
+    body = serializers.JSONField(allow_null=True, help_text="The event as received.")
+    response = serializers.JSONField(allow_null=True, help_text="What the destination answered.")
+
+
+class BucketSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+
+
+class TimeseriesSerializer(serializers.Serializer):
+    window = WindowSerializer()
+    bucket_seconds = serializers.SerializerMethodField()
+    steps = serializers.ListField(child=serializers.CharField())
+    buckets = BucketSerializer(many=True)
+
+    def get_bucket_seconds(self, series: metrics.Timeseries) -> int:
+        return int(series.bucket.total_seconds())
+
+
+WINDOW_PARAMETERS = [
+    OpenApiParameter("range", str, enum=list(windows.PRESETS), description="Default 24h."),
+    OpenApiParameter("start", dt.datetime, description="With end, instead of range (ISO 8601)."),
+    OpenApiParameter("end", dt.datetime, description="Exclusive (ISO 8601)."),
+]
+MAPPING = OpenApiParameter("mapping", int, description="Narrow the destination steps to one mapping.")
+STEP = OpenApiParameter("step", str, required=True, enum=[str(s) for s in metrics.PIPELINE])
+REASON = OpenApiParameter("reason", str, description="A reason code from the discard table.")
+
+
+class FigureView(APIView):
+    """Parses the window and the scope; subclasses compute one figure."""
+
+    model: type = Destination
+
+    def scope(self, request: Request, pk: int) -> metrics.Scope:
+        if self.model is Source:
+            return metrics.source_scope(get_scoped_or_404(Source, request.user, pk=pk))
+        destination = get_scoped_or_404(Destination, request.user, pk=pk)
+        try:
+            mapping = metrics.mapping_for(destination, request.query_params.get("mapping"))
+        except metrics.FigureError as bad:
+            raise ParseError(str(bad)) from bad
+        return metrics.destination_scope(destination, mapping)
+
+    @staticmethod
+    def window(request: Request) -> windows.Window:
+        try:
+            return windows.from_params(request.query_params, timezone.now())
+        except windows.WindowError as bad:
+            raise ParseError(str(bad)) from bad
+
+    def get(self, request: Request, pk: int) -> Response:
+        scope, window = self.scope(request, pk), self.window(request)
+        try:
+            return Response(self.figure(request, scope, window))
+        except metrics.FigureError as bad:
+            raise ParseError(str(bad)) from bad
+
+    def figure(self, request: Request, scope: metrics.Scope, window: windows.Window) -> object:
+        raise NotImplementedError
+
+
+def _step(request: Request) -> str:
+    step = request.query_params.get("step", "").strip()
+    if not step:
+        raise ParseError(f"The step parameter is required: one of {', '.join(metrics.PIPELINE)}.")
+    return step
+
+
+def _reason(request: Request) -> str | None:
+    return request.query_params.get("reason")
+
+
+class PipelineView(FigureView):
+    @extend_schema(parameters=[*WINDOW_PARAMETERS, MAPPING], responses=PipelineSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+    def figure(self, request, scope, window):
+        pipeline = metrics.pipeline(scope, window)
+        return PipelineSerializer(pipeline).data
+
+
+class DiscardsView(FigureView):
+    @extend_schema(parameters=[*WINDOW_PARAMETERS, MAPPING, STEP], responses=DiscardSerializer(many=True))
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+    def figure(self, request, scope, window):
+        return DiscardSerializer(metrics.discards(scope, window, _step(request)), many=True).data
+
+
+class BreakdownView(FigureView):
+    @extend_schema(
+        parameters=[*WINDOW_PARAMETERS, MAPPING, STEP, REASON], responses=BreakdownSerializer(many=True)
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+    def figure(self, request, scope, window):
+        rows = metrics.breakdown(scope, window, _step(request), _reason(request))
+        return BreakdownSerializer(rows, many=True).data
+
+
+class SamplesView(FigureView):
+    @extend_schema(
+        parameters=[*WINDOW_PARAMETERS, MAPPING, STEP, REASON], responses=SampleSerializer(many=True)
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+    def figure(self, request, scope, window):
+        rows = metrics.samples(scope, window, _step(request), _reason(request))
+        return SampleSerializer(rows, many=True).data
+
+
+class TimeseriesView(FigureView):
+    @extend_schema(parameters=[*WINDOW_PARAMETERS, MAPPING], responses=TimeseriesSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+    def figure(self, request, scope, window):
+        return TimeseriesSerializer(metrics.timeseries(scope, window)).data
+
+
+def _routes(prefix: str, model: type, name: str) -> list:
+    views = {
+        "pipeline": PipelineView,
+        "discards": DiscardsView,
+        "breakdown": BreakdownView,
+        "samples": SamplesView,
+        "timeseries": TimeseriesView,
+    }
+    return [
+        path(f"{prefix}/<int:pk>/{figure}/", view.as_view(model=model), name=f"api-{name}-{figure}")
+        for figure, view in views.items()
+    ]
+
+
+urlpatterns = [*_routes("destinations", Destination, "destination"), *_routes("sources", Source, "source")]

@@ -1,1 +1,1 @@
-"""Dashboard pages (being written)."""
+"""Dashboard pages: the workspace home, the Delivery Overview of destinations and sources, the catalogue."""

@@ -1,3 +1,16 @@
-"""(being written)"""
+"""Dashboard URLs: login/logout, the workspace home, the overviews, the discard catalogue."""
 
-urlpatterns: list = []
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from overview.pages import views
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.home, name="home"),
+    path("w/<slug:slug>/", views.workspace, name="workspace"),
+    path("w/<slug:slug>/destinations/<int:pk>/", views.destination_overview, name="destination_overview"),
+    path("w/<slug:slug>/sources/<int:pk>/", views.source_overview, name="source_overview"),
+    path("w/<slug:slug>/catalogue/", views.catalogue, name="catalogue"),
+]

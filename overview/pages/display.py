@@ -1,0 +1,145 @@
+"""How figures read on the page: numbers, shares, changes with their tone, sparklines, chart data."""
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.utils import timezone
+
+from delivery.steps import LABELS, Step
+from overview import metrics
+
+# Colours of the chart's lines (the CSS uses the same ones for the steps' accents).
+STEP_COLOURS = {
+    Step.RECEIVED: "#2563eb",
+    Step.FAILED_ON_INGEST: "#b91c1c",
+    Step.FILTERED_AT_SOURCE: "#7c3aed",
+    Step.FILTERED_AT_DESTINATION: "#d97706",
+    Step.PENDING_RETRY: "#0891b2",
+    Step.FAILED_DELIVERY: "#dc2626",
+    Step.DELIVERED: "#16a34a",
+}
+# What a rise of each step means to an operator: more discards or retries is bad, more deliveries good.
+GOOD_WHEN_UP = {Step.DELIVERED}
+BAD_WHEN_UP = {
+    Step.FAILED_ON_INGEST,
+    Step.FILTERED_AT_SOURCE,
+    Step.FILTERED_AT_DESTINATION,
+    Step.PENDING_RETRY,
+    Step.FAILED_DELIVERY,
+}
+
+
+def number(n: int | None) -> str:
+    return "—" if n is None else f"{n:,}"
+
+
+def one_decimal(value: float) -> str:
+    """Rounded half up, as people round (56.25 -> 56.3), with thousands separators."""
+    rounded = Decimal(repr(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f"{rounded:,}"
+
+
+def percent(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if 0 < abs(value) < 0.05:
+        return "<0.1%"
+    return f"{one_decimal(value)}%"
+
+
+@dataclass(frozen=True)
+class Change:
+    text: str  # "▲ 7.0 pp", "▼ 12.5%", "+145", "new", "no change"
+    tone: str  # "good", "bad" or "neutral", for the colour
+    title: str  # the explanation in a tooltip
+
+
+def change(step: Step | str, fig: metrics.Figure, metric: str) -> Change:
+    """The change against the previous window, as the metric toggle asks: % / points, or a count."""
+    step = Step(step)
+    direction = (fig.count > fig.previous_count) - (fig.count < fig.previous_count)
+    tone = "neutral"
+    if direction and step in GOOD_WHEN_UP:
+        tone = "good" if direction > 0 else "bad"
+    elif direction and step in BAD_WHEN_UP:
+        tone = "bad" if direction > 0 else "good"
+    previous = f"previous window: {fig.previous_count:,}"
+    if metric == "count":
+        if not direction:
+            return Change("no change", "neutral", previous)
+        return Change(f"{fig.delta:+,}", tone, previous)
+    if fig.change is None:
+        text = "new" if fig.count and not fig.previous_count else "—"
+        return Change(text, "neutral", previous)
+    arrow = "▲" if fig.change > 0 else "▼" if fig.change < 0 else ""
+    if fig.change_unit == "pp":
+        points = f"{one_decimal(abs(fig.change))} pp"
+        return Change(f"{arrow} {points}".strip(), tone, f"change in share of received; {previous}")
+    return Change(f"{arrow} {one_decimal(abs(fig.change))}%".strip(), tone, previous)
+
+
+@dataclass(frozen=True)
+class StepCard:
+    step: Step
+    label: str
+    value: str  # the big figure
+    detail: str  # the other form of it
+    change: Change
+    url: str
+    selected: bool
+    discard: bool
+    clickable: bool
+
+
+def step_card(fig: metrics.StepFigure, metric: str, url: str, selected: bool, clickable: bool) -> StepCard:
+    if metric == "count":
+        value, detail = number(fig.count), f"{percent(fig.percent)} of received"
+    else:
+        value, detail = percent(fig.percent), f"{number(fig.count)} events"
+    tone = change(fig.step, fig, metric)
+    return StepCard(fig.step, fig.label, value, detail, tone, url, selected, fig.is_discard, clickable)
+
+
+def row_value(fig: metrics.Figure, metric: str) -> str:
+    return number(fig.count) if metric == "count" else percent(fig.percent)
+
+
+def sparkline(values: list[int], width: int = 120, height: int = 28) -> str:
+    """SVG polyline points for a small trend chart (numbers only, safe to put in markup)."""
+    if not values:
+        return ""
+    top = max(values) or 1
+    step = width / max(len(values) - 1, 1)
+    return " ".join(
+        f"{i * step:.1f},{height - 2 - (v / top) * (height - 4):.1f}" for i, v in enumerate(values)
+    )
+
+
+def local(moment: dt.datetime) -> dt.datetime:
+    return timezone.localtime(moment)
+
+
+def chart(series: metrics.Timeseries) -> dict:
+    """Plotly traces of the steps over time, in the operator's time zone (Plotly ignores offsets)."""
+    x = [local(b.start).strftime("%Y-%m-%d %H:%M") for b in series.buckets]
+    traces = []
+    for step in series.steps:
+        step = Step(step)
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers" if len(x) <= 30 else "lines",
+                "name": LABELS[step],
+                "x": x,
+                "y": series.series(step),
+                "line": {
+                    "color": STEP_COLOURS[step],
+                    "width": 2,
+                    "dash": "dot" if step in BAD_WHEN_UP - {Step.FAILED_DELIVERY} else "solid",
+                },
+                "marker": {"size": 4},
+                "hovertemplate": "%{y:,} events<extra>" + LABELS[step] + "</extra>",
+            }
+        )
+    return {"traces": traces, "bucket_minutes": int(series.bucket.total_seconds() // 60)}

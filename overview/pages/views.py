@@ -1,0 +1,212 @@
+"""Dashboard pages: the workspace home, a destination's and a source's Delivery Overview, the catalogue.
+
+Views parse the query string into a State and a Window, call overview.metrics, and hand plain
+values to the templates. A bad range, step or mapping is shown on the page (status 400) next to the
+default view, never a server error.
+"""
+
+import dataclasses
+import datetime as dt
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+
+from delivery.catalogue import describe, reasons_for
+from delivery.models import Destination, Source, Workspace
+from delivery.steps import DISCARD_STEPS, PIPELINE, Step
+from overview import metrics, windows
+from overview.pages import display
+from overview.pages.navigation import navigation, operator_zone, zone_name
+from overview.pages.state import State
+from overview.tenancy import workspaces_for
+
+PRESET_SHORT = {"10m": "10 min", "1h": "1 hour", "24h": "24 hours", "7d": "7 days", "14d": "2 weeks"}
+
+
+def lookback() -> dt.timedelta:
+    return dt.timedelta(minutes=settings.DASHBOARD_LOOKBACK_MINUTES)
+
+
+def _workspace(request: HttpRequest, slug: str) -> Workspace:
+    """One of the operator's workspaces; any other slug is a 404, whether it exists or not."""
+    return get_object_or_404(workspaces_for(request.user), slug=slug)
+
+
+def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    zone = operator_zone(request)
+    with timezone.override(zone):
+        return render(request, template, {**navigation(request), **context}, status=status)
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    first = workspaces_for(request.user).first()
+    if first is None:
+        return _render(request, "overview/no_workspace.html", {})
+    return redirect("workspace", slug=first.slug)
+
+
+@login_required
+def workspace(request: HttpRequest, slug: str) -> HttpResponse:
+    ws = _workspace(request, slug)
+    sources = list(ws.sources.order_by("name"))
+    destinations = list(ws.destinations.order_by("name").prefetch_related("sources"))
+    window = windows.preset("24h", timezone.now(), lookback())
+    summary = metrics.workspace_summary(sources, destinations, window)
+    rows = {
+        "sources": [(s, display.sparkline(s.trend)) for s in summary.sources],
+        "destinations": [(d, display.sparkline(d.trend)) for d in summary.destinations],
+    }
+    return _render(
+        request,
+        "overview/workspace.html",
+        {
+            "workspace": ws,
+            "window": window,
+            "summary": summary,
+            "rows": rows,
+            "lookback_minutes": settings.DASHBOARD_LOOKBACK_MINUTES,
+        },
+    )
+
+
+@login_required
+def catalogue(request: HttpRequest, slug: str) -> HttpResponse:
+    ws = _workspace(request, slug)
+    steps = [s for s in PIPELINE if s in DISCARD_STEPS or s == Step.PENDING_RETRY]
+    groups = [(step, reasons_for(step)) for step in steps]
+    return _render(request, "overview/catalogue.html", {"workspace": ws, "groups": groups})
+
+
+@login_required
+def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    ws = _workspace(request, slug)
+    destination = get_object_or_404(Destination, workspace=ws, pk=pk)
+    state, problems = State.from_query(request.GET), []
+    try:
+        mapping = metrics.mapping_for(destination, state.mapping)
+    except metrics.FigureError as bad:
+        problems.append(f"{bad} Showing all mappings.")
+        state, mapping = dataclasses.replace(state, mapping=""), None
+    scope = metrics.destination_scope(destination, mapping)
+    mappings = list(destination.mappings.all())
+    context = _overview(request, state, scope, problems)
+    context.update(
+        workspace=ws,
+        destination=destination,
+        mappings=mappings,
+        mapping=mapping,
+        sources=list(destination.sources.order_by("name")),
+        endpoint_host=urlsplit(destination.endpoint).hostname or "",
+    )
+    return _render(request, "overview/destination.html", context, status=400 if problems else 200)
+
+
+@login_required
+def source_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    ws = _workspace(request, slug)
+    source = get_object_or_404(Source, workspace=ws, pk=pk)
+    state, problems = State.from_query(request.GET), []
+    context = _overview(request, state, metrics.source_scope(source), problems)
+    context.update(workspace=ws, source=source, destinations=list(source.destinations.order_by("name")))
+    return _render(request, "overview/source.html", context, status=400 if problems else 200)
+
+
+def _window(request: HttpRequest, state: State, problems: list[str]) -> windows.Window:
+    zone = windows.zone(state.tz) or operator_zone(request)
+    try:
+        return windows.from_params(state.window_params, timezone.now(), lookback(), zone)
+    except windows.WindowError as bad:
+        problems.append(f"{bad} Showing the {windows.PRESET_LABELS[windows.DEFAULT_RANGE].lower()}.")
+        return windows.preset(windows.DEFAULT_RANGE, timezone.now(), lookback())
+
+
+def _overview(request: HttpRequest, state: State, scope: metrics.Scope, problems: list[str]) -> dict:
+    """Everything an overview page shows for one state: pipeline, selected step's table, chart."""
+    window = _window(request, state, problems)
+    if state.step and state.step not in scope.steps:
+        problems.append(f"Unknown step {state.step!r}: choose a step of the pipeline.")
+        state = dataclasses.replace(state, step="", reason=None)
+    pipeline, series = metrics.pipeline_and_timeseries(scope, window)
+    cards = {
+        fig.step: display.step_card(
+            fig,
+            state.metric,
+            state.query(step="" if state.step == fig.step else str(fig.step)),
+            selected=state.step == fig.step,
+            clickable=True,
+        )
+        for fig in pipeline.steps
+    }
+    zone = windows.zone(state.tz) or operator_zone(request)
+    with timezone.override(zone):
+        chart = display.chart(series)
+        custom_start, custom_end = (
+            timezone.localtime(moment).strftime("%Y-%m-%dT%H:%M") for moment in (window.start, window.end)
+        )
+        oldest = timezone.localtime(timezone.now() - windows.OLDEST).strftime("%Y-%m-%dT%H:%M")
+        latest = timezone.localtime(timezone.now()).strftime("%Y-%m-%dT%H:%M")
+    active_range = "" if state.is_custom else window.range
+    context = {
+        "state": state,
+        "problems": problems,
+        "window": window,
+        "previous_window": window.previous(),
+        "lookback": window.lookback,
+        "lookback_minutes": int(window.lookback.total_seconds() // 60),
+        "zone": zone_name(zone),
+        "pipeline": pipeline,
+        "cards": cards,
+        "chart": chart,
+        "presets": [
+            (key, label, PRESET_SHORT[key], state.query(range=key), key == active_range)
+            for key, label in windows.PRESET_LABELS.items()
+        ],
+        "metrics": [
+            ("percent", "Percent", state.query(metric="percent")),
+            ("count", "Count", state.query(metric="count")),
+        ],
+        "custom": {"start": custom_start, "end": custom_end, "min": oldest, "max": latest},
+        "hidden_for_mapping": state.hidden("range", "start", "end", "tz", "metric", "step", "reason"),
+        "hidden_for_custom": state.hidden("mapping", "metric", "step", "reason"),
+        "clear_step_url": state.query(step=""),
+    }
+    if state.step:
+        context["panel"] = _panel(state, scope, window)
+    return context
+
+
+def _panel(state: State, scope: metrics.Scope, window: windows.Window) -> dict:
+    """The selected step's table: its reasons (discard steps), or a breakdown; a reason adds samples."""
+    step = Step(state.step)
+    panel: dict = {"step": step, "label": step.label, "discard": step in DISCARD_STEPS}
+    if step in metrics.REASON_STEPS and state.reason is None:
+        rows = metrics.discards(scope, window, step)
+        panel["kind"] = "reasons"
+        panel["rows"] = [
+            (row, display.row_value(row, state.metric), display.change(step, row, state.metric),
+             state.query(reason=row.reason_code))
+            for row in rows
+        ]  # fmt: skip
+        panel["total"] = sum(row.count for row in rows)
+        return panel
+    panel["kind"] = "breakdown"
+    if state.reason is not None:
+        panel["reason"] = describe(step, state.reason)
+        panel["reasons_url"] = state.query(reason=None)
+    panel["tabs"] = [
+        ("breakdown", "Breakdown", state.query(detail="breakdown")),
+        ("samples", "Details & samples", state.query(detail="samples")),
+    ]
+    if state.detail == "samples":
+        panel["samples"] = metrics.samples(scope, window, step, state.reason)
+        return panel
+    rows = metrics.breakdown(scope, window, step, state.reason)
+    panel["rows"] = [
+        (row, display.row_value(row, state.metric), display.change(step, row, state.metric)) for row in rows
+    ]
+    return panel
