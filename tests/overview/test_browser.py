@@ -97,7 +97,6 @@ def test_operator_walks_through_a_destination_overview(page, live_server, transa
     assert "ends 5 minutes before now" in page.locator(".window-note").inner_text()
     assert "(Europe/Paris)" in page.locator(".window-note").inner_text()
     shot(page, "02-overview-24h")
-    page.screenshot(path=str(ROOT / "docs" / "overview.png"), full_page=False)
 
     page.click("a[data-range='7d']")
     page.wait_for_selector("#chart[data-ready=true]")
