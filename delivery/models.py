@@ -74,7 +74,7 @@ class Destination(models.Model):
     batch_size = models.PositiveIntegerField(default=100)
     max_retries = models.PositiveSmallIntegerField(default=6)
     enabled = models.BooleanField(default=True)
-    # Destination filters: list of {"action": "drop"|"keep", "if": {"type"|"event"|"properties.x": value}}.
+    # Destination filters: [{"action": "drop"|"keep", "conditions": [...]}]; format in delivery/filters.py.
     filters = models.JSONField(default=list, blank=True)
     # Consent categories an end user must have granted for events to go here, e.g. ["analytics"].
     consent_categories = models.JSONField(default=list, blank=True)
@@ -97,7 +97,8 @@ class Destination(models.Model):
 class Mapping(models.Model):
     destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="mappings")
     name = models.CharField(max_length=200)
-    # Which events this mapping sends: {"type": ["track"], "event": ["Order Completed"]}; {} matches all.
+    # Which events this mapping sends: {"type": [...], "event": [...], "conditions": [...]}; {} matches all.
+    # The format is documented in delivery/filters.py.
     trigger = models.JSONField(default=dict, blank=True)
     # Target field -> path in the message, e.g. {"email": "traits.email", "name": "event"}; {} sends all.
     fields = models.JSONField(default=dict, blank=True)

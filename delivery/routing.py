@@ -1,9 +1,411 @@
-"""Routing (being written): source schema controls, destination filters, mapping triggers."""
+"""Routing: every received event through its source's schema controls, then through each connected
+destination's filters and each mapping's trigger, recorded as one outcome per (event, destination,
+mapping) — queued for delivery or filtered at destination with its reason.
+
+A batch of events is claimed by one conditional UPDATE (routed_at IS NULL), so routing the same
+event twice — a redelivered Celery message, the sweeper racing a slow task — never counts it twice.
+A task claims its own events and, when routing falls behind, older unrouted ones too (up to MAX_BATCH),
+so batches grow with the backlog. Outcomes (COPY), rollups (one Tally) and samples (one SampleBatch) are
+written in the claim's transaction. For each destination D connected to the event's source and each
+mapping M of D:
+
+- D's gate drops the event (DESTINATION_DISABLED, FILTERED_BY_INTEGRATIONS_OBJECT,
+  FILTERED_BY_END_USER_CONSENT, FILTERED_BY_RULES, in that order): that reason for every M;
+- else FILTERED_AT_MAPPING when M's trigger does not match, MAPPING_DISABLED when it matches but M is
+  disabled; else queued.
+- When the event was queued for no mapping of D, one more row with mapping NULL carries D's reason,
+  or NO_MATCHING_MAPPING (the "all mappings" view counts filtered at destination from those rows).
+"""
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache, partial
+
+from django.db import connection, transaction
+
+from delivery import batching
+from delivery.filters import Gate, InvalidRule, Trigger, gate_for, parse_trigger
+from delivery.models import Destination, Mapping, Source
+from delivery.recording import SAMPLES_PER_BUCKET, SampleBatch, Tally, Where, bucket_of, copy_rows
+from delivery.schema_controls import SchemaControls, controls_from_json
+from delivery.steps import Step
+
+log = logging.getLogger(__name__)
+
+# A routing transaction takes at most this many events: its own, then the oldest others still unrouted.
+MAX_BATCH = 1000
+# The sweeper re-enqueues events still unrouted this long after they were received, in chunks.
+UNROUTED_AFTER = dt.timedelta(seconds=10)
+SWEEP_CHUNK = 500
+SWEEP_LIMIT = 50_000
+# Events are claimed in this recent window first, so that PostgreSQL scans one or two daily partitions.
+RECENT = dt.timedelta(days=1)
+
+QUEUED, FILTERED = str(Step.QUEUED), str(Step.FILTERED_AT_DESTINATION)
+FILTERED_AT_SOURCE = str(Step.FILTERED_AT_SOURCE)
+OUTCOME_COLUMNS = (
+    "received_at", "event_id", "workspace_id", "source_id", "destination_id", "mapping_id", "event_type",
+    "event_name", "app_version", "step", "reason_code", "next_attempt_at", "updated_at",
+)  # fmt: skip
 
 
-def route_events(event_ids: list[int]) -> None:
-    raise NotImplementedError("routing is built by the ingestion and routing issue")
+@dataclass(frozen=True)
+class Decision:
+    """One outcome row for an event at a destination: its mapping (None: the all-mappings row), step,
+    reason code, and what happened in words (for the sample)."""
+
+    mapping_id: int | None
+    step: str
+    reason: str = ""
+    detail: str = ""
 
 
-def sweep_unrouted() -> None:
-    return None
+@dataclass(frozen=True)
+class RoutedMapping:
+    id: int
+    trigger: Trigger | None  # None: the trigger could not be parsed, so it matches nothing
+    queued: Decision
+    unmatched: Decision
+    disabled: Decision | None  # None when the mapping is enabled
+
+
+@dataclass(frozen=True)
+class RoutedDestination:
+    id: int
+    gate: Gate
+    mappings: tuple[RoutedMapping, ...]
+    no_match: Decision
+
+
+@dataclass(frozen=True)
+class RoutedSource:
+    controls: SchemaControls
+    destinations: tuple[RoutedDestination, ...]
+
+
+@dataclass(frozen=True)
+class ClaimedEvent:
+    id: int
+    received_at: dt.datetime
+    workspace_id: int
+    source_id: int
+    message_id: str
+    type: str
+    name: str
+    app_version: str
+    payload: str
+
+
+def decide(destination: RoutedDestination, message: dict) -> list[Decision]:
+    """The outcome rows of one event at one destination (see the module's docstring)."""
+    reason, detail = destination.gate.verdict(message)
+    decisions = []
+    reached = False
+    for mapping in destination.mappings:
+        if reason:
+            decisions.append(Decision(mapping.id, FILTERED, reason, detail))
+        elif mapping.trigger is None or not mapping.trigger.matches(message):
+            decisions.append(mapping.unmatched)
+        elif mapping.disabled:
+            decisions.append(mapping.disabled)
+        else:
+            decisions.append(mapping.queued)
+            reached = True
+    if not reached:
+        decisions.append(Decision(None, FILTERED, reason, detail) if reason else destination.no_match)
+    return decisions
+
+
+def route_events(event_ids: list[int]) -> int:
+    """Claim and route these events (those not routed yet, and not being routed by another task), and
+    other unrouted events up to MAX_BATCH; returns how many were routed here."""
+    if not event_ids:
+        return 0
+    now = dt.datetime.now(dt.UTC)
+    with transaction.atomic():
+        _commit_without_waiting_for_disk()
+        events = _claim(list(event_ids), now)
+        if not events:
+            return 0
+        plan = load_plan({event.source_id for event in events})
+        pairs = _route(events, plan, now)
+        if pairs:
+            transaction.on_commit(partial(batching.schedule, pairs))
+    return len(events)
+
+
+def _commit_without_waiting_for_disk() -> None:
+    """Routing can be redone, so its commits need not wait for the disk: if PostgreSQL crashed before
+    flushing one, the claim (routed_at) is lost with the outcomes, rollups and samples it wrote, and the
+    sweeper routes those events again. Nothing is lost or counted twice; routing saves an fsync a batch.
+    (A later synchronous commit — ingest's, delivery's — flushes every earlier one too.)"""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO off")
+
+
+_RETURNING = (
+    "e.id, e.received_at, e.workspace_id, e.source_id, e.message_id, e.type, e.name, e.app_version, e.payload"
+)
+
+
+def _claim(event_ids: list[int], now: dt.datetime) -> list[ClaimedEvent]:
+    """Claim these events, and as many other unrouted ones as fit in MAX_BATCH (oldest first).
+
+    Rows another routing transaction holds are skipped: it is routing them. Taking other unrouted events
+    along makes batches grow when routing falls behind (one transaction for many requests' events); the
+    tasks of those events then find nothing left to do. Events received before the recent window (their
+    message waited over a day in the broker) are claimed by a second, unbounded statement."""
+    since = now - RECENT
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH mine AS (
+                SELECT received_at, id FROM delivery_event
+                WHERE id = ANY(%(ids)s) AND received_at >= %(since)s AND routed_at IS NULL
+                FOR UPDATE SKIP LOCKED
+            ), backlog AS (
+                SELECT received_at, id FROM delivery_event
+                WHERE routed_at IS NULL AND received_at >= %(since)s AND NOT id = ANY(%(ids)s)
+                ORDER BY received_at LIMIT %(room)s
+                FOR UPDATE SKIP LOCKED
+            ), target AS (
+                SELECT * FROM mine UNION ALL SELECT * FROM backlog
+            )
+            UPDATE delivery_event e SET routed_at = %(now)s
+            FROM target t WHERE e.received_at = t.received_at AND e.id = t.id
+            RETURNING {_RETURNING}
+            """,
+            {"ids": event_ids, "since": since, "now": now, "room": max(0, MAX_BATCH - len(event_ids))},
+        )
+        claimed = [ClaimedEvent(*row) for row in cursor.fetchall()]
+        missing = set(event_ids) - {event.id for event in claimed}
+        if not missing:
+            return claimed
+        # Not claimed: routed already, being routed by another transaction, or older than the window.
+        cursor.execute(
+            "SELECT id FROM delivery_event WHERE id = ANY(%s) AND received_at >= %s", [list(missing), since]
+        )
+        old = missing - {row[0] for row in cursor.fetchall()}
+        if old:
+            cursor.execute(
+                f"UPDATE delivery_event e SET routed_at = %s WHERE id = ANY(%s) AND routed_at IS NULL"
+                f" RETURNING {_RETURNING}",
+                [now, list(old)],
+            )
+            claimed += [ClaimedEvent(*row) for row in cursor.fetchall()]
+    return claimed
+
+
+def _plan_sql() -> str:
+    link = Destination.sources.through._meta.db_table
+    return f"""
+        SELECT s.id, s.blocked_event_types::text, s.tracking_plan::text, s.common_schema::text,
+               s.block_unplanned_events, s.block_schema_violations,
+               d.id, d.name, d.integration_name, d.enabled, d.filters::text, d.consent_categories::text,
+               m.id, m.name, m.trigger::text, m.enabled
+        FROM {Source._meta.db_table} s
+        LEFT JOIN {link} l ON l.source_id = s.id
+        LEFT JOIN {Destination._meta.db_table} d ON d.id = l.destination_id
+        LEFT JOIN {Mapping._meta.db_table} m ON m.destination_id = d.id
+        WHERE s.id = ANY(%s)
+        ORDER BY s.id, d.id, m.id
+    """
+
+
+def load_plan(source_ids: Iterable[int]) -> dict[int, RoutedSource]:
+    """Sources, their destinations and the destinations' mappings, in one query a batch; compiled once
+    per distinct configuration (the compiled forms are cached by the configuration's own values)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_plan_sql(), [list(source_ids)])
+        rows = cursor.fetchall()
+    settings: dict[int, tuple] = {}
+    destinations: dict[int, dict[int, tuple]] = {}
+    mappings: dict[tuple[int, int], list[tuple]] = {}
+    for row in rows:
+        source_id, destination_id, mapping_id = row[0], row[6], row[12]
+        settings[source_id] = row[1:6]
+        connected = destinations.setdefault(source_id, {})
+        if destination_id is not None:
+            connected[destination_id] = row[6:12]
+            mappings.setdefault((source_id, destination_id), [])
+            if mapping_id is not None:
+                mappings[(source_id, destination_id)].append(row[12:16])
+    return {
+        source_id: RoutedSource(
+            controls_from_json(*settings[source_id]),
+            tuple(
+                _compile_destination(*destination, tuple(mappings[(source_id, destination_id)]))
+                for destination_id, destination in connected.items()
+            ),
+        )
+        for source_id, connected in destinations.items()
+    }
+
+
+@lru_cache(maxsize=1024)
+def _compile_destination(
+    destination_id: int,
+    name: str,
+    integration_name: str,
+    enabled: bool,
+    filters: str,
+    consent_categories: str,
+    mappings: tuple[tuple[int, str, str, bool], ...],
+) -> RoutedDestination:
+    def invalid(error: InvalidRule) -> None:
+        log.warning("destination %s: ignoring a filter rule that cannot be read: %s", destination_id, error)
+
+    gate = gate_for(
+        name=name,
+        integration_name=integration_name,
+        enabled=enabled,
+        filters=json.loads(filters),
+        consent_categories=json.loads(consent_categories),
+        on_invalid=invalid,
+    )
+    no_match = Decision(
+        None,
+        FILTERED,
+        "NO_MATCHING_MAPPING",
+        "No enabled mapping's trigger matches this event."
+        if mappings
+        else "The destination has no mappings.",
+    )
+    return RoutedDestination(
+        destination_id, gate, tuple(_compile_mapping(*mapping) for mapping in mappings), no_match
+    )
+
+
+def _compile_mapping(mapping_id: int, name: str, trigger: str, enabled: bool) -> RoutedMapping:
+    try:
+        compiled = parse_trigger(json.loads(trigger))
+    except InvalidRule as error:
+        log.warning("mapping %s: its trigger cannot be read, so it matches nothing: %s", mapping_id, error)
+        compiled = None
+    disabled = Decision(mapping_id, FILTERED, "MAPPING_DISABLED", f"{name!r} is disabled.")
+    return RoutedMapping(
+        mapping_id,
+        compiled,
+        Decision(mapping_id, QUEUED),
+        Decision(
+            mapping_id, FILTERED, "FILTERED_AT_MAPPING", f"The event does not match the trigger of {name!r}."
+        ),
+        None if enabled else disabled,
+    )
+
+
+class SampleBudget:
+    """Samples this process has offered per key and 10-minute bucket. The database keeps at most
+    SAMPLES_PER_BUCKET per key and bucket, so offering more only builds rows that are thrown away —
+    most of a busy batch's filtered events, each with its whole body."""
+
+    def __init__(self) -> None:
+        self.offered: dict[tuple, int] = {}
+
+    def take(self, bucket: dt.datetime, where: Where, step: str, reason: str) -> bool:
+        key = (bucket, where.source_id, where.destination_id, where.mapping_id, step, reason)
+        offered = self.offered.get(key, 0)
+        if offered >= SAMPLES_PER_BUCKET:
+            return False
+        if len(self.offered) > 100_000:
+            self.offered.clear()  # old buckets; forgetting them costs at most a few extra offers
+        self.offered[key] = offered + 1
+        return True
+
+
+_budget = SampleBudget()
+
+
+def _route(
+    events: list[ClaimedEvent], plan: dict[int, RoutedSource], now: dt.datetime
+) -> set[tuple[int, int]]:
+    tally, samples = Tally(), SampleBatch()
+    rows: list[tuple] = []
+    pairs: set[tuple[int, int]] = set()
+    wheres: dict[tuple, Where] = {}
+
+    def where(event: ClaimedEvent, destination_id: int | None, mapping_id: int | None) -> Where:
+        key = (event.source_id, event.type, event.name, event.app_version, destination_id, mapping_id)
+        if (found := wheres.get(key)) is None:
+            found = wheres[key] = Where(
+                event.workspace_id,
+                event.source_id,
+                destination_id,
+                mapping_id,
+                event.type,
+                event.name,
+                event.app_version,
+            )
+        return found
+
+    for event in events:
+        bucket = bucket_of(event.received_at)
+        routed_source = plan.get(event.source_id)
+        if routed_source is None:
+            log.warning("event %s: its source %s no longer exists; not routed", event.id, event.source_id)
+            continue
+        message = json.loads(event.payload)
+        if verdict := routed_source.controls.check(message):
+            at_source = where(event, None, None)
+            tally.add(event.received_at, at_source, Step.FILTERED_AT_SOURCE, verdict.reason)
+            if _budget.take(bucket, at_source, FILTERED_AT_SOURCE, verdict.reason):
+                samples.add(
+                    event.received_at,
+                    at_source,
+                    Step.FILTERED_AT_SOURCE,
+                    verdict.reason,
+                    message_id=event.message_id,
+                    error_message=verdict.error_message,
+                    body=message,
+                )
+            continue
+        for destination in routed_source.destinations:
+            for decision in decide(destination, message):
+                queued = decision.step == QUEUED
+                rows.append(
+                    (event.received_at, event.id, event.workspace_id, event.source_id, destination.id,
+                     decision.mapping_id, event.type, event.name, event.app_version, decision.step,
+                     decision.reason, now if queued else None, now)
+                )  # fmt: skip
+                at = where(event, destination.id, decision.mapping_id)
+                tally.add(event.received_at, at, decision.step, decision.reason)
+                if queued:
+                    pairs.add((destination.id, decision.mapping_id))
+                elif _budget.take(bucket, at, FILTERED, decision.reason):
+                    samples.add(
+                        event.received_at,
+                        at,
+                        Step.FILTERED_AT_DESTINATION,
+                        decision.reason,
+                        message_id=event.message_id,
+                        error_message=decision.detail,
+                        body=message,
+                    )
+    if rows:
+        copy_rows("delivery_outcome", OUTCOME_COLUMNS, rows)
+    tally.write()
+    samples.write()
+    return pairs
+
+
+def sweep_unrouted(older_than: dt.timedelta = UNROUTED_AFTER) -> int:
+    """Re-enqueue routing for events still unrouted `older_than` after they were received (their Celery
+    message was lost); returns how many. Re-enqueueing an event being routed is harmless: the claim
+    lets only one task route it."""
+    from delivery import tasks  # tasks imports this module
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM delivery_event WHERE routed_at IS NULL AND received_at < %s"
+            " ORDER BY received_at LIMIT %s",
+            [dt.datetime.now(dt.UTC) - older_than, SWEEP_LIMIT],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    for start in range(0, len(ids), SWEEP_CHUNK):
+        tasks.route_events.delay(ids[start : start + SWEEP_CHUNK])
+    if ids:
+        log.info("re-enqueued routing for %d events", len(ids))
+    return len(ids)

@@ -12,16 +12,14 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 
+from delivery import partitions
 from overview import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:8]
-PIPELINE_TABLES = (
-    "delivery_event, delivery_outcome, delivery_rollup, delivery_rollup_hourly,"
-    " delivery_sample, delivery_seenmessage"
-)
+PIPELINE_TABLES = ", ".join(partitions.PARTITIONED)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,6 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
     from overview.celery import app
 
     app.conf.broker_transport_options = {"global_keyprefix": f"test-{RUN_ID}:"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that run a Celery worker go last: once started, the session's worker routes and delivers
+    whatever a transactional test commits, which tests of routing or delivery by hand must not see."""
+    items.sort(key=lambda item: "celery_worker" in item.fixturenames or bool(item.get_closest_marker("e2e")))
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +58,23 @@ def _clean_pipeline_tables(request: pytest.FixtureRequest, django_db_blocker) ->
     """Django's flush skips the unmanaged, partitioned pipeline tables: empty them after such tests."""
     yield
     if {"transactional_db", "live_server", "celery_worker"} & set(request.fixturenames):
-        with django_db_blocker.unblock(), connection.cursor() as cursor:
-            cursor.execute(f"TRUNCATE {PIPELINE_TABLES}")
+        with django_db_blocker.unblock():
+            _truncate_pipeline_tables()
+
+
+def _truncate_pipeline_tables(attempts: int = 10) -> None:
+    """TRUNCATE takes its locks table by table; a delivery still running in the worker may take them
+    in another order, so a deadlock or lock timeout here is retried rather than failing the next test."""
+    for attempt in range(attempts):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+                cursor.execute(f"TRUNCATE {PIPELINE_TABLES}")
+            return
+        except OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
 
 
 class Worker:
@@ -76,6 +95,7 @@ class Worker:
 
     def start(self) -> "Worker":
         schedule = settings.DATA_DIR / f"test-beat-{RUN_ID}"
+        offset = self.log.stat().st_size if self.log.exists() else 0  # a restart must log a fresh "ready."
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "overview", "worker", "-B", "-s", str(schedule),
@@ -88,8 +108,13 @@ class Worker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        wait_until(lambda: "ready." in self.log.read_text(errors="replace"), timeout=60, what="worker ready")
+        wait_until(lambda: "ready." in self._log_since(offset), timeout=60, what="worker ready")
         return self
+
+    def _log_since(self, offset: int) -> str:
+        with self.log.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL the whole worker (pool children included), as a crash would."""

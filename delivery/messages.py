@@ -1,0 +1,247 @@
+"""Validation of tracking API messages: what ingestion makes of each message of a request — a Message to
+store, or a Rejection to count as failed on ingest with the seed's code and what was wrong. Pure
+functions over parsed JSON; ingest.py reads requests and stores the results."""
+
+import datetime as dt
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+
+from delivery.steps import EVENT_TYPES
+
+MAX_MESSAGE_BYTES = 32 * 1024  # what the common analytics clients allow for one message
+CONSENT_EVENT = "Segment Consent Preference Updated"
+TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
+# Dimensions (type, name, app version) longer than this are cut, so that rollup keys stay small.
+DIMENSION_LENGTH = 200
+# A messageId longer than this is deduplicated on its hash (the seen-message index has a row size limit).
+MESSAGE_ID_LENGTH = 200
+# A NUL (\u0000 not preceded by an escaping backslash): PostgreSQL's jsonb and text cannot hold it.
+_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+_SURROGATE = re.compile(r"\\ud[89abcdef]")
+NOT_FINITE = "The message contains NaN or Infinity, which are not JSON numbers."
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """What ingestion needs of a Source (read with one small query per request)."""
+
+    id: int
+    workspace_id: int
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A valid message, ready to be stored as an Event row."""
+
+    message_id: str
+    type: str
+    name: str  # the track event name, or the page/screen name; "" otherwise
+    app_version: str  # context.app.version
+    timestamp: dt.datetime | None  # the event's own time (timestamp, else originalTimestamp)
+    payload: str  # the message as stored, serialized once (JSON text for the jsonb column)
+    raw: dict  # the same message as a dict (the sample body for a duplicate)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that failed on ingest: counted under `code`, sampled with the raw message."""
+
+    code: str
+    error_message: str
+    raw: object  # the message as received (made storable: see ingest.storable)
+    type: str = ""
+    name: str = ""
+    app_version: str = ""
+    message_id: str = ""
+
+
+def validate(raw: object, call: str | None = None, defaults: dict | None = None) -> Message | Rejection:
+    """One message → a Message to store, or a Rejection with the seed's code and what was wrong."""
+    if not isinstance(raw, dict):
+        return Rejection(
+            "bad_request", f"A message must be a JSON object, not {kind_of(raw)}.", storable(raw)
+        )
+    message = raw
+    if call or defaults or "writeKey" in raw:
+        message = {**(defaults or {}), **raw}
+        message.pop("writeKey", None)  # a credential: not kept with the event
+        if call:
+            message["type"] = call
+    try:
+        text = json.dumps(message, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # NaN or Infinity, which Python's JSON reader accepts and JSON does not
+        return Rejection("bad_request", NOT_FINITE, storable(message))
+    if "\\u" in text and (problem := _unstorable(text, message)):
+        return Rejection("bad_request", problem, storable(message))
+    kind, name, app_version = dimensions(message)
+    if len(text) > MAX_MESSAGE_BYTES:
+        return Rejection(
+            "message_too_large",
+            f"The message is {len(text):,} bytes, over the 32 KB ({MAX_MESSAGE_BYTES:,} bytes) limit.",
+            message,
+            kind,
+            name,
+            app_version,
+            message_id_of(message),
+        )
+    problem = _first_problem(message)
+    times = {}
+    if problem is None:
+        for key in TIME_FIELDS:
+            if (value := message.get(key)) is not None:
+                if (parsed := parse_time(value)) is None:
+                    problem = ("invalid_timestamp", f"{key} is not an ISO 8601 date: {_short(value)}.")
+                    break
+                times[key] = parsed
+    if problem:
+        return Rejection(*problem, message, kind, name, app_version, message_id_of(message))
+    message_id = message_id_of(message)
+    if not message_id:
+        # Clients set a messageId; one that did not gets a new one (and no deduplication).
+        message_id = f"srv-{uuid.uuid4().hex}"
+        text = f'{text[:-1]},"messageId":"{message_id}"}}'  # jsonb keeps the last of a repeated key
+        message["messageId"] = message_id
+    elif len(message_id) > MESSAGE_ID_LENGTH:
+        message_id = "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
+    timestamp = times.get("timestamp") or times.get("originalTimestamp")
+    return Message(message_id, kind, name, app_version, timestamp, text, message)
+
+
+def dimensions(message: dict) -> tuple[str, str, str]:
+    """(type, name, app version) as recorded with counts: strings, cut to DIMENSION_LENGTH."""
+    kind = message.get("type")
+    kind = kind[:DIMENSION_LENGTH] if isinstance(kind, str) else ""
+    name = (
+        message.get("event") if kind == "track" else message.get("name") if kind in ("page", "screen") else ""
+    )
+    name = name[:DIMENSION_LENGTH] if isinstance(name, str) else ""
+    context = message.get("context")
+    app = context.get("app") if isinstance(context, dict) else None
+    version = app.get("version") if isinstance(app, dict) else None
+    version = str(version)[:DIMENSION_LENGTH] if isinstance(version, str | int | float) else ""
+    return kind, name, version
+
+
+def message_id_of(message: dict) -> str:
+    value = message.get("messageId")
+    if value is None or value == "":
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _first_problem(message: dict) -> tuple[str, str] | None:
+    kind = message.get("type")
+    if kind not in EVENT_TYPES:
+        if kind is None:
+            return "unsupported_type", "The message has no type."
+        return "unsupported_type", f"The message type {_short(kind)} is not one of {', '.join(EVENT_TYPES)}."
+    user_id, anonymous_id = message.get("userId"), message.get("anonymousId")
+    if user_id is None and anonymous_id is None:
+        return "no_user_anon_id", "The message has neither a userId nor an anonymousId."
+    for key, value in (("userId", user_id), ("anonymousId", anonymous_id)):
+        if value is not None and (not isinstance(value, str) or not value):
+            return "id_not_string", f"{key} must be a non-empty string, not {kind_of(value)}."
+    if kind == "track":
+        event = message.get("event")
+        if event is None or event == "":
+            return "event_not_defined", "The track message has no event name."
+        if not isinstance(event, str):
+            return "event_not_string", f"The event name must be a string, not {kind_of(event)}."
+    if kind in ("page", "screen"):
+        for key in ("name", "category"):
+            value = message.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                return (
+                    f"{key}_not_string",
+                    f"The {kind} {key} must be a non-empty string, not {kind_of(value)}.",
+                )
+    for key in ("properties", "traits"):
+        value = message.get(key)
+        if value is not None and not isinstance(value, dict):
+            return f"{key}_not_object", f"{key} must be an object, not {kind_of(value)}."
+    context = message.get("context")
+    return _context_problem(message, context if isinstance(context, dict) else {})
+
+
+def _context_problem(message: dict, context: dict) -> tuple[str, str] | None:
+    consent = context.get("consent")
+    consent = consent if isinstance(consent, dict) else {}
+    preferences = consent.get("categoryPreferences")
+    if preferences is None:
+        if message.get("type") == "track" and message.get("event") == CONSENT_EVENT:
+            return (
+                "consent_categorypreferences_should_exist",
+                f"A {CONSENT_EVENT!r} event needs a context.consent.categoryPreferences object.",
+            )
+    elif not isinstance(preferences, dict):
+        return (
+            "consent_categorypreferences_fields_should_be_object",
+            f"context.consent.categoryPreferences must be an object, not {kind_of(preferences)}.",
+        )
+    elif bad := [key for key, value in preferences.items() if not isinstance(value, bool)]:
+        return (
+            "consent_categorypreferences_fields_should_be_bool",
+            f"Consent for {_short(bad[0])} must be true or false, not {kind_of(preferences[bad[0]])}.",
+        )
+    version = consent.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int | float)):
+        return (
+            "consent_version_should_be_number",
+            f"context.consent.version must be a number, not {kind_of(version)}.",
+        )
+    device = context.get("device")
+    advertising_id = device.get("advertisingId") if isinstance(device, dict) else None
+    if advertising_id is not None and not isinstance(advertising_id, str):
+        return (
+            "device_advertisingid_should_be_string",
+            f"context.device.advertisingId must be a string, not {kind_of(advertising_id)}.",
+        )
+    return None
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """An ISO 8601 date (a time zone-less one is read as UTC), or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unstorable(text: str, message: dict) -> str:
+    """Why PostgreSQL could not store this message ("" when it can)."""
+    if _NUL.search(text):
+        return "The message contains a NUL character (\\u0000), which cannot be stored."
+    if _SURROGATE.search(text):
+        try:
+            json.dumps(message, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return "The message contains text that is not valid Unicode (an unpaired surrogate)."
+    return ""
+
+
+def storable(raw: object) -> object:
+    """The raw message with what PostgreSQL cannot hold replaced — NUL and unpaired surrogates by U+FFFD,
+    NaN and Infinity by null — so that even the message that failed for it can be kept as a sample."""
+    text = json.dumps(raw, ensure_ascii=False).encode("utf-8", "replace").decode()
+    return json.loads(_NUL.sub(r"\1\\ufffd", text), parse_constant=lambda _: None)
+
+
+def kind_of(value: object) -> str:
+    if value == "" and isinstance(value, str):
+        return "an empty string"
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list"}
+    return names.get(type(value), "an object")

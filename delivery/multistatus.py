@@ -1,0 +1,247 @@
+"""One result per event from a batch answer: typed success/error results, error types and reason codes
+inferred from HTTP statuses, and the index map that keeps pre-validated batches lined up.
+
+An adapter may refuse some events before sending (pre-validation); the destination then numbers the
+events it received 0..n-1, not the original positions. `PreparedBatch` remembers which original
+event each sent item is, so an answer about item i lands on the right event (the seed's index map).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from delivery import retries
+from delivery.http import Answer
+
+# Status codes the discard catalogue describes one by one; other 4xx are MESSAGE_REJECTED and other
+# 5xx INTERNAL (see `reason_for_status`).
+CATALOGUE_STATUSES = frozenset({307, 400, 401, 403, 404, 408, 429, 500, 502, 503, 504})
+# How much of an answer body is kept with a result (samples show it to operators).
+RESPONSE_TEXT_LIMIT = 2000
+
+
+class ErrorType(StrEnum):
+    """The seed's error vocabulary, shown with every failed or pending event."""
+
+    PAYLOAD_VALIDATION_FAILED = "PAYLOAD_VALIDATION_FAILED"
+    BAD_REQUEST = "BAD_REQUEST"
+    INVALID_AUTHENTICATION = "INVALID_AUTHENTICATION"
+    NOT_FOUND = "NOT_FOUND"
+    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+    RETRYABLE_ERROR = "RETRYABLE_ERROR"
+    UNKNOWN_ERROR = "UNKNOWN_ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """The destination accepted the event."""
+
+    status: int
+    sent: Any = None  # the JSON posted for this event
+    body: Any = None  # the event as received
+    response: Any = None  # what the destination answered about it
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """The event was not accepted: why, and whether a later attempt may succeed."""
+
+    status: int | None  # None when no HTTP answer came back (timeout, refused, ...)
+    error_type: ErrorType
+    error_message: str
+    reason_code: str  # catalogue code: "400", "429", "ETIMEDOUT", "PAYLOAD_VALIDATION_FAILED", ...
+    retryable: bool = False
+    retry_after: dt.timedelta | None = None
+    sent: Any = None
+    body: Any = None
+    response: Any = None
+
+
+Result = Success | Error
+
+
+def error_type_for_status(status: int | None) -> ErrorType:
+    if status in (401, 403):
+        return ErrorType.INVALID_AUTHENTICATION
+    if status == 404:
+        return ErrorType.NOT_FOUND
+    if status == 429:
+        return ErrorType.TOO_MANY_REQUESTS
+    if status is not None and (status == 408 or 500 <= status < 600):
+        return ErrorType.RETRYABLE_ERROR
+    if status is not None and 400 <= status < 500:
+        return ErrorType.BAD_REQUEST
+    return ErrorType.UNKNOWN_ERROR
+
+
+def reason_for_status(status: int) -> str:
+    if status in CATALOGUE_STATUSES:
+        return str(status)
+    if 400 <= status < 500:
+        return "MESSAGE_REJECTED"
+    if 500 <= status < 600:
+        return "INTERNAL"
+    return str(status)
+
+
+def error_for_status(
+    status: int, message: str, *, response: Any = None, retry_after: dt.timedelta | None = None
+) -> Error:
+    """An error whose type, reason and retryability all follow from the HTTP status."""
+    return Error(
+        status=status,
+        error_type=error_type_for_status(status),
+        error_message=message,
+        reason_code=reason_for_status(status),
+        retryable=retries.is_retryable_status(status),
+        retry_after=retry_after,
+        response=response,
+    )
+
+
+def validation_error(message: str, *, status: int | None = None, response: Any = None) -> Error:
+    return Error(
+        status=status,
+        error_type=ErrorType.PAYLOAD_VALIDATION_FAILED,
+        error_message=message,
+        reason_code="PAYLOAD_VALIDATION_FAILED",
+        response=response,
+    )
+
+
+def unreadable_error(status: int, message: str, *, response: Any = None) -> Error:
+    """The answer does not say what happened to the event: never counted as delivered, not retried
+    (the destination may have accepted it, and sending it again could duplicate it)."""
+    return Error(
+        status=status,
+        error_type=ErrorType.UNKNOWN_ERROR,
+        error_message=message,
+        reason_code="UNREADABLE_RESPONSE",
+        response=response,
+    )
+
+
+def transport_error(failure: retries.TransportFailure) -> Error:
+    return Error(
+        status=None,
+        error_type=ErrorType.RETRYABLE_ERROR if failure.retryable else ErrorType.UNKNOWN_ERROR,
+        error_message=failure.message,
+        reason_code=failure.code,
+        retryable=failure.retryable,
+        response={"error": failure.message},
+    )
+
+
+# --- reading answers ----------------------------------------------------------------------------
+
+# What `read_json` returns for a body that is not JSON.
+UNREADABLE = object()
+
+
+def read_json(answer: Answer) -> Any:
+    """The body as JSON, or `UNREADABLE` when it is not JSON (or was cut off)."""
+    if answer.truncated:
+        return UNREADABLE
+    try:
+        return json.loads(answer.body)
+    except ValueError:  # also UnicodeDecodeError
+        return UNREADABLE
+
+
+def shown_body(answer: Answer) -> Any:
+    """The body as operators should see it in a sample: JSON when it is short JSON, else text (cut)."""
+    parsed = read_json(answer) if len(answer.body) <= RESPONSE_TEXT_LIMIT else UNREADABLE
+    if parsed is UNREADABLE:
+        return answer.text[:RESPONSE_TEXT_LIMIT]
+    return parsed
+
+
+def whole_answer(answer: Answer) -> dict[str, Any]:
+    """The `response` kept with every event of a whole-request answer."""
+    shown: dict[str, Any] = {"status": answer.status, "body": shown_body(answer)}
+    headers = {k: v for k, v in answer.headers.items() if k in ("retry-after", "location")}
+    if headers:
+        shown["headers"] = headers
+    return shown
+
+
+@dataclass
+class IndexedEntries:
+    """Per-event entries of a multi-status body, grouped by the index they name."""
+
+    by_index: dict[int, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    # Entries whose index is missing, not an integer, or outside the batch.
+    unplaced: list[Any] = field(default_factory=list)
+
+
+def group_by_index(entries: Sequence[Any], key: str, count: int) -> IndexedEntries:
+    grouped = IndexedEntries()
+    for entry in entries:
+        index = entry.get(key) if isinstance(entry, dict) else None
+        if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < count:
+            grouped.by_index[index].append(entry)
+        else:
+            grouped.unplaced.append(entry)
+    return grouped
+
+
+def join_messages(messages: Sequence[str]) -> str:
+    """Several errors for one event are all kept, in the order the destination gave them."""
+    return "; ".join(m for m in messages if m) or "rejected without a message"
+
+
+def unplaced_errors_message(destination: str, unplaced: Sequence[Any], describe: Callable[[Any], str]) -> str:
+    shown = join_messages([describe(entry) for entry in unplaced[:3]])
+    more = f" and {len(unplaced) - 3} more" if len(unplaced) > 3 else ""
+    return (
+        f"{destination} reported {len(unplaced)} error(s) that name no event of this batch ({shown}{more}); "
+        "whether this event was accepted is unknown, so it is not counted as delivered"
+    )
+
+
+# --- the index map ------------------------------------------------------------------------------
+
+
+class InvalidEvent(Exception):
+    """Raised by an adapter's `prepare` for an event it cannot send (PAYLOAD_VALIDATION_FAILED)."""
+
+
+@dataclass
+class PreparedBatch:
+    """The items to send and, for each, the position of its event in the claimed batch."""
+
+    messages: Sequence[Any]
+    items: list[Any] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    refused: dict[int, Error] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, messages: Sequence[Any], prepare: Callable[[Any], Any]) -> PreparedBatch:
+        batch = cls(messages)
+        for position, message in enumerate(messages):
+            try:
+                item = prepare(message)
+            except InvalidEvent as exc:
+                batch.refused[position] = replace(validation_error(str(exc)), body=message)
+                continue
+            batch.items.append(item)
+            batch.positions.append(position)
+        return batch
+
+    def place(self, answers: Sequence[Result]) -> list[Result]:
+        """Per-sent-item answers back in the original order, each with its `sent` and `body`."""
+        if len(answers) != len(self.items):
+            raise ValueError(f"{len(answers)} answers for {len(self.items)} sent items")
+        placed: list[Result | None] = [None] * len(self.messages)
+        for position, error in self.refused.items():
+            placed[position] = error
+        for sent_index, answer in enumerate(answers):
+            position = self.positions[sent_index]
+            placed[position] = replace(answer, sent=self.items[sent_index], body=self.messages[position])
+        return placed  # type: ignore[return-value]  # every position is filled above

@@ -1,0 +1,80 @@
+"""The tracking API: the endpoints the common analytics clients post to. Views read the HTTP request
+(write key, body) and answer; validation and storage are ingest's."""
+
+import base64
+import binascii
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from delivery import ingest
+from delivery.ingest import RequestRejected
+
+NO_WRITE_KEY = "No write key: send it as the HTTP basic-auth user name, or as writeKey in the body."
+UNKNOWN_WRITE_KEY = "Unknown write key: no source has this write key."
+
+
+def write_key_from_header(authorization: str) -> str:
+    """The user name of HTTP basic auth ("Basic base64(writeKey:)"), or ""."""
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[0]
+
+
+def _error(error: RequestRejected) -> JsonResponse:
+    return JsonResponse({"success": False, "code": error.code, "message": error.message}, status=error.status)
+
+
+def receive(request: HttpRequest, call: str | None) -> JsonResponse:
+    header_key = write_key_from_header(request.headers.get("Authorization", ""))
+    source = ingest.find_source(header_key)
+    if header_key and source is None:
+        return _error(RequestRejected(401, "unknown_source", UNKNOWN_WRITE_KEY))
+    try:
+        try:
+            raw = request.body
+        except RequestDataTooBig:
+            raise ingest.too_large(int(request.headers.get("Content-Length") or 0)) from None
+        body = ingest.decode_body(raw, request.headers.get("Content-Encoding", ""))
+        messages, defaults = ingest.messages_of(body, call)
+    except RequestRejected as error:
+        if source is not None:
+            ingest.record_rejected_request(source, error, request.body if error.status != 413 else b"")
+        return _error(error)
+    if source is None:
+        body_key = body.get("writeKey")
+        if not isinstance(body_key, str) or not body_key:
+            return _error(RequestRejected(401, "unknown_source", NO_WRITE_KEY))
+        source = ingest.find_source(body_key)
+        if source is None:
+            return _error(RequestRejected(401, "unknown_source", UNKNOWN_WRITE_KEY))
+    receipt = ingest.ingest(source, messages, call=call, defaults=defaults)
+    if receipt.all_too_large:
+        return _error(RequestRejected(413, "message_too_large", ingest.TOO_LARGE_MESSAGE))
+    return JsonResponse({"success": True})
+
+
+def endpoint(call: str | None):
+    @csrf_exempt
+    @require_POST
+    def view(request: HttpRequest) -> JsonResponse:
+        return receive(request, call)
+
+    view.__name__ = f"{call or 'batch'}_endpoint"
+    return view
+
+
+batch = endpoint(None)
+track = endpoint("track")
+identify = endpoint("identify")
+page = endpoint("page")
+screen = endpoint("screen")
+group = endpoint("group")
+alias = endpoint("alias")
