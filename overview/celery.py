@@ -20,5 +20,6 @@ app.conf.beat_schedule = {
     "sweep-lost-work": {"task": "delivery.tasks.sweep", "schedule": 5.0},
     "flush-delivery-batches": {"task": "delivery.tasks.flush_batches", "schedule": 1.0},
     "maintain-partitions": {"task": "delivery.tasks.maintain_partitions", "schedule": 3600.0},
+    "evaluate-alerts": {"task": "overview.tasks.evaluate_alerts", "schedule": 60.0},
 }
 app.autodiscover_tasks(["delivery", "overview"])

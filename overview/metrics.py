@@ -22,7 +22,7 @@ from django.db import connection
 from delivery.catalogue import describe
 from delivery.models import Destination, Mapping, Sample, Source
 from delivery.steps import DISCARD_STEPS, LABELS, PIPELINE, SOURCE_STEPS, Step
-from overview.windows import HOUR, Window
+from overview.windows import HOUR, MINUTE, Window
 
 SOURCE_PIPELINE = (Step.RECEIVED, Step.FAILED_ON_INGEST, Step.FILTERED_AT_SOURCE)
 # Recorded per source (destination NULL); duplicates are counted there too, outside the pipeline.
@@ -373,6 +373,15 @@ def pipeline(scope: Scope, window: Window) -> Pipeline:
     """Every step's count, share of received and change against the previous window."""
     rows = _sum(scope, [window, window.previous()], _counted_steps(scope))
     return _pipeline_from(scope, window, _totals(rows))
+
+
+def received_since_window(scope: Scope, window: Window) -> int:
+    """Events received after the window ended, inside the dashboard's lookback: not on the page yet,
+    but on their way (so an empty page can say so rather than suggest nothing is sending)."""
+    if not window.lookback:
+        return 0
+    settling = Window(window.end, window.end + window.lookback + MINUTE, window.range)
+    return _totals(_sum(scope, [settling], [Step.RECEIVED]))[(CURRENT, Step.RECEIVED)]
 
 
 def pipeline_and_timeseries(scope: Scope, window: Window) -> tuple[Pipeline, Timeseries]:

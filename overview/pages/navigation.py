@@ -30,7 +30,10 @@ def navigation(request: HttpRequest) -> dict:
     workspaces = list(workspaces_for(request.user))
     match = getattr(request, "resolver_match", None)
     slug = match.kwargs.get("slug") if match else None
-    current: Workspace | None = next((w for w in workspaces if w.slug == slug), None)
+    # Pages of the operator rather than of a workspace (notifications, tokens) keep the first one's links.
+    current: Workspace | None = next(
+        (w for w in workspaces if w.slug == slug), workspaces[0] if workspaces else None
+    )
     return {
         "nav_workspaces": workspaces,
         "nav_workspace": current,

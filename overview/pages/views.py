@@ -20,7 +20,7 @@ from delivery.models import Destination, Source, Workspace
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
 from overview import metrics, windows
 from overview.pages import display
-from overview.pages.navigation import navigation, operator_zone, zone_name
+from overview.pages.navigation import operator_zone, zone_name
 from overview.pages.state import State
 from overview.tenancy import workspaces_for
 
@@ -39,7 +39,7 @@ def _workspace(request: HttpRequest, slug: str) -> Workspace:
 def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
     zone = operator_zone(request)
     with timezone.override(zone):
-        return render(request, template, {**navigation(request), **context}, status=status)
+        return render(request, template, context, status=status)
 
 
 @login_required
@@ -57,6 +57,10 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
     destinations = list(ws.destinations.order_by("name").prefetch_related("sources"))
     window = windows.preset("24h", timezone.now(), lookback())
     summary = metrics.workspace_summary(sources, destinations, window)
+    settling = 0
+    if sources and not any(s.received for s in summary.sources):
+        everything = metrics.Scope(tuple(s.id for s in sources), steps=metrics.SOURCE_PIPELINE)
+        settling = metrics.received_since_window(everything, window)
     rows = {
         "sources": [(s, display.sparkline(s.trend)) for s in summary.sources],
         "destinations": [(d, display.sparkline(d.trend)) for d in summary.destinations],
@@ -69,6 +73,7 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
             "window": window,
             "summary": summary,
             "rows": rows,
+            "settling": settling,
             "lookback_minutes": settings.DASHBOARD_LOOKBACK_MINUTES,
         },
     )
@@ -132,6 +137,7 @@ def _overview(request: HttpRequest, state: State, scope: metrics.Scope, problems
         problems.append(f"Unknown step {state.step!r}: choose a step of the pipeline.")
         state = dataclasses.replace(state, step="", reason=None)
     pipeline, series = metrics.pipeline_and_timeseries(scope, window)
+    settling = metrics.received_since_window(scope, window) if pipeline.is_empty else 0
     cards = {
         fig.step: display.step_card(
             fig,
@@ -160,6 +166,7 @@ def _overview(request: HttpRequest, state: State, scope: metrics.Scope, problems
         "lookback_minutes": int(window.lookback.total_seconds() // 60),
         "zone": zone_name(zone),
         "pipeline": pipeline,
+        "settling": settling,
         "cards": cards,
         "chart": chart,
         "presets": [

@@ -244,3 +244,20 @@ def test_catalogue_lists_every_reason_with_its_remedy(operator, story):
         "FILTERED_BY_END_USER_CONSENT" in html and "RETRIES_EXHAUSTED" in html and "no_user_anon_id" in html
     )
     assert "Pending retry" in html
+
+
+def test_an_empty_window_says_when_events_are_still_inside_the_lookback(client, db):
+    story = make_story()
+    client.force_login(story.user)
+    just_now = timezone.now() - dt.timedelta(minutes=2)
+    tally = Tally()
+    tally.add(just_now, Where(story.workspace.id, story.web.id, event_type="track"), Step.RECEIVED, n=7)
+    tally.write()
+
+    page = client.get(f"/w/{story.workspace.slug}/destinations/{story.destination.id}/?range=1h")
+    home = client.get(f"/w/{story.workspace.slug}/")
+
+    expected = "7 events arrived in the last 5 minutes: they show here once the 5-minute lookback has passed"
+    assert expected in page.content.decode()
+    assert expected in home.content.decode()
+    assert "check that the connected sources are sending" not in page.content.decode()

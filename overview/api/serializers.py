@@ -1,0 +1,370 @@
+"""Serializers of the configuration API: strict input (unknown or read-only fields, wrong JSON types and
+malformed rules answer 400 with a message per field), credentials and webhook URLs write-only."""
+
+from rest_framework import serializers
+
+from delivery.destinations import ADAPTERS, InvalidSettings
+from delivery.filters import InvalidRule, parse_filters, parse_trigger
+from delivery.models import Destination, Mapping, Source, Workspace
+from delivery.steps import EVENT_TYPES
+from overview import notify, tenancy
+from overview.api.strict import (
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictModelSerializer,
+    check_endpoint,
+    check_json_schema,
+    storable_json,
+)
+from overview.models import AlertRule, Channel, ChannelDelivery, Incident, IncidentEvent
+
+MAX_BATCH_SIZE = 1000
+MAX_RETRIES = 20
+MAX_VOLUME_THRESHOLD = 10_000.0
+
+KEEPS_SUBJECT = "A rule keeps its kind and subject; create a new rule instead."
+RATE_NEEDS_DESTINATION = "A delivery_rate rule watches one destination (and no source)."
+VOLUME_NEEDS_SOURCE = "A source_volume rule watches one source (and no destination)."
+RATE_THRESHOLD = "A delivery rate threshold is a percentage above 0, up to 100."
+VOLUME_THRESHOLD = f"A volume threshold is a percentage change above 0, up to {MAX_VOLUME_THRESHOLD:g}."
+SLACK_NEEDS_URL = "The Slack channel needs a webhook URL."
+
+# ---------------------------------------------------------------------------------------------------
+# Workspaces and sources
+
+
+class WorkspaceSerializer(StrictModelSerializer):
+    role = serializers.SerializerMethodField(help_text="Your role here: owner (reads and writes) or viewer.")
+
+    class Meta:
+        model = Workspace
+        fields = ["id", "name", "slug", "role", "created_at"]
+        read_only_fields = ["slug", "created_at"]
+
+    def get_role(self, workspace: Workspace) -> str:
+        return tenancy.role_in(self.context["request"].user, workspace) or ""
+
+
+class InScope(serializers.PrimaryKeyRelatedField):
+    """An id among the caller's workspaces' rows: another workspace's id is "does not exist"."""
+
+    def __init__(self, model, **kwargs) -> None:
+        self.model = model
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return tenancy.scoped(self.model, self.context["request"].user)
+
+
+class SourceSerializer(StrictModelSerializer):
+    workspace = InScope(Workspace, help_text="Set on creation; a source does not move between workspaces.")
+    blocked_event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=EVENT_TYPES),
+        required=False,
+        help_text="Message types this source drops (filtered at source, reason event_setting).",
+    )
+    tracking_plan = serializers.DictField(
+        child=serializers.DictField(),
+        required=False,
+        help_text="Track event name -> JSON Schema of the whole message.",
+    )
+    common_schema = serializers.DictField(required=False, help_text="A JSON Schema every message must meet.")
+
+    class Meta:
+        model = Source
+        fields = [
+            "id", "workspace", "name", "write_key", "enabled", "blocked_event_types", "tracking_plan",
+            "common_schema", "block_unplanned_events", "block_schema_violations", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["write_key", "created_at"]
+
+    def validate_workspace(self, workspace: Workspace) -> Workspace:
+        if self.instance and workspace.id != self.instance.workspace_id:
+            raise serializers.ValidationError("A source cannot move to another workspace.")
+        return workspace
+
+    def validate_blocked_event_types(self, value: list[str]) -> list[str]:
+        return sorted(set(value))
+
+    def validate_tracking_plan(self, plan: dict) -> dict:
+        storable_json(plan)
+        for name, schema in plan.items():
+            check_json_schema(schema, f"The schema of {name!r}")
+        return plan
+
+    def validate_common_schema(self, schema: dict) -> dict:
+        storable_json(schema)
+        if schema:
+            check_json_schema(schema, "The common schema")
+        return schema
+
+
+# ---------------------------------------------------------------------------------------------------
+# Destinations and mappings
+
+
+class DestinationSerializer(StrictModelSerializer):
+    workspace = InScope(
+        Workspace, help_text="Set on creation; a destination does not move between workspaces."
+    )
+    sources = InScope(Source, many=True, required=False, help_text="Ids of the sources whose events go here.")
+    settings = serializers.DictField(required=False, help_text="Kind-specific settings that are not secret.")
+    credentials = serializers.DictField(
+        write_only=True,
+        required=False,
+        help_text="Secrets (API keys, auth headers). Write-only: never returned; omit to keep the current"
+        " ones.",
+    )
+    has_credentials = serializers.SerializerMethodField(help_text="Whether credentials are set.")
+    filters = serializers.ListField(
+        child=serializers.DictField(),
+        required=False,
+        help_text='Destination filters, e.g. [{"action": "drop", "if": {"type": "page"}}].',
+    )
+    consent_categories = serializers.ListField(child=StrictCharField(max_length=100), required=False)
+    batch_size = StrictIntegerField(min_value=1, max_value=MAX_BATCH_SIZE, required=False)
+    max_retries = StrictIntegerField(min_value=0, max_value=MAX_RETRIES, required=False)
+
+    class Meta:
+        model = Destination
+        fields = [
+            "id", "workspace", "name", "kind", "endpoint", "settings", "credentials", "has_credentials",
+            "sources", "batch_size", "max_retries", "enabled", "filters", "consent_categories",
+            "integration_name", "created_at",
+        ]  # fmt: skip
+        read_only_fields = ["created_at"]
+
+    def get_has_credentials(self, destination: Destination) -> bool:
+        return bool(destination.credentials_encrypted)
+
+    def validate_workspace(self, workspace: Workspace) -> Workspace:
+        if self.instance and workspace.id != self.instance.workspace_id:
+            raise serializers.ValidationError("A destination cannot move to another workspace.")
+        return workspace
+
+    def validate_endpoint(self, url: str) -> str:
+        return check_endpoint(url)
+
+    def validate_settings(self, value: dict) -> dict:
+        storable_json(value)
+        return value
+
+    def validate_credentials(self, value: dict) -> dict:
+        storable_json(value)
+        return value
+
+    def validate_filters(self, value: list) -> list:
+        storable_json(value)
+        try:
+            parse_filters(value)
+        except InvalidRule as error:
+            raise serializers.ValidationError(str(error)) from error
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        current = self.instance
+        workspace = attrs.get("workspace") or (current.workspace if current else None)
+        foreign = [s.id for s in attrs.get("sources", []) if workspace and s.workspace_id != workspace.id]
+        if foreign:
+            ids = ", ".join(str(i) for i in foreign)
+            raise serializers.ValidationError({"sources": [f"Sources {ids} are in another workspace."]})
+        # The kind's own check of endpoint, settings and credentials, as delivery will read them.
+        kind = attrs.get("kind", current.kind if current else "")
+        endpoint = attrs.get("endpoint", current.endpoint if current else "")
+        settings = attrs.get("settings", current.settings if current else {})
+        credentials = attrs.get("credentials", current.credentials if current else {})
+        try:
+            ADAPTERS[kind].settings_class.parse(endpoint, settings, credentials)
+        except InvalidSettings as error:
+            field = "credentials" if "credentials" in str(error) else "settings"
+            raise serializers.ValidationError({field: [f"{error}."]}) from error
+        return attrs
+
+    def create(self, validated_data: dict) -> Destination:
+        credentials = validated_data.pop("credentials", {})
+        sources = validated_data.pop("sources", [])
+        destination = Destination(**validated_data)
+        destination.credentials = credentials
+        destination.save()
+        destination.sources.set(sources)
+        return destination
+
+    def update(self, instance: Destination, validated_data: dict) -> Destination:
+        if "credentials" in validated_data:  # absent: keep the stored ones
+            instance.credentials = validated_data.pop("credentials")
+        return super().update(instance, validated_data)
+
+
+class MappingSerializer(StrictModelSerializer):
+    trigger = serializers.DictField(
+        required=False,
+        help_text='Which events this mapping sends: {} for all, or {"type": [...], "event": [...], '
+        '"conditions": [{"field": ..., "op": ..., "value": ...}]}.',
+    )
+
+    class Meta:
+        model = Mapping
+        fields = ["id", "destination", "name", "trigger", "fields", "enabled", "created_at"]
+        read_only_fields = ["destination", "created_at"]
+
+    def get_fields(self) -> dict:
+        # The model's `fields` cannot be declared on the class: it would shadow Serializer.fields.
+        declared = super().get_fields()
+        declared["fields"] = serializers.DictField(
+            child=StrictCharField(max_length=500),
+            required=False,
+            help_text='Target field -> path in the message, e.g. {"email": "traits.email"}; {} sends the'
+            " whole event.",
+        )
+        return declared
+
+    def validate_trigger(self, value: dict) -> dict:
+        storable_json(value)
+        try:
+            parse_trigger(value)
+        except InvalidRule as error:
+            raise serializers.ValidationError(str(error)) from error
+        return value
+
+    def validate_fields(self, value: dict) -> dict:
+        storable_json(value)
+        return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Alerts
+
+
+class ChannelDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ChannelDelivery
+        fields = ["channel", "target", "status", "attempts", "last_error", "errors", "sent_at"]
+
+
+class IncidentEventSerializer(serializers.ModelSerializer):
+    deliveries = ChannelDeliverySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = IncidentEvent
+        fields = ["kind", "at", "value", "volume", "message", "deliveries"]
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    overview_url = serializers.SerializerMethodField(help_text="The overview at the moment it broke.")
+    timeline = IncidentEventSerializer(source="events", many=True, read_only=True)
+
+    class Meta:
+        model = Incident
+        fields = [
+            "id", "rule", "workspace", "kind", "destination", "source", "summary", "status", "threshold",
+            "opened_at", "resolved_at", "opened_value", "worst_value", "resolved_value", "window_start",
+            "window_end", "overview_url", "timeline",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_overview_url(self, incident: Incident) -> str:
+        return notify.overview_url(incident)
+
+
+class AlertRuleSerializer(StrictModelSerializer):
+    destination = InScope(
+        Destination,
+        required=False,
+        allow_null=True,
+        help_text="For delivery_rate rules: the destination watched.",
+    )
+    source = InScope(
+        Source, required=False, allow_null=True, help_text="For source_volume rules: the source watched."
+    )
+    threshold = StrictFloatField(
+        help_text="delivery_rate: alert when the successful delivery rate over 24 hours is below this %. "
+        "source_volume: alert when the last hour's volume is more than this % above or below its usual level."
+    )
+    min_volume = StrictIntegerField(
+        min_value=0,
+        required=False,
+        help_text="Fewer finished deliveries (delivery_rate) or a lower usual level (source_volume):"
+        " not judged.",
+    )
+    channels = serializers.ListField(child=serializers.ChoiceField(choices=Channel.choices), required=False)
+    email_recipients = serializers.ListField(child=serializers.EmailField(), required=False)
+    slack_webhook_url = serializers.URLField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text="Slack-compatible incoming webhook. Write-only: omit to keep the current one, ''"
+        " to remove.",
+    )
+    has_slack_webhook = serializers.SerializerMethodField()
+    open_incident = serializers.SerializerMethodField(help_text="Id of the open incident, if any.")
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "id", "workspace", "kind", "destination", "source", "description", "threshold", "min_volume",
+            "channels", "email_recipients", "slack_webhook_url", "has_slack_webhook", "muted", "state",
+            "open_incident", "last_evaluated_at", "last_value", "last_volume", "created_at",
+        ]  # fmt: skip
+        read_only_fields = [
+            "workspace", "description", "state", "last_evaluated_at", "last_value", "last_volume",
+            "created_at",
+        ]  # fmt: skip
+
+    def get_has_slack_webhook(self, rule: AlertRule) -> bool:
+        return bool(rule.slack_webhook_encrypted)
+
+    def get_open_incident(self, rule: AlertRule) -> int | None:
+        incident = rule.incidents.filter(status=Incident.Status.OPEN).only("id").first()
+        return incident.id if incident else None
+
+    def validate_channels(self, value: list[str]) -> list[str]:
+        return [c for c in Channel.values if c in value]
+
+    def validate_slack_webhook_url(self, url: str) -> str:
+        return check_endpoint(url) if url else url
+
+    def validate(self, attrs: dict) -> dict:
+        rule = self.instance
+        for name in ("kind", "destination", "source"):
+            if rule and name in attrs and attrs[name] != getattr(rule, name):
+                raise serializers.ValidationError({name: [KEEPS_SUBJECT]})
+        kind = attrs.get("kind", rule.kind if rule else None)
+        destination = attrs.get("destination", rule.destination if rule else None)
+        source = attrs.get("source", rule.source if rule else None)
+        if kind == AlertRule.Kind.DELIVERY_RATE and (destination is None or source is not None):
+            raise serializers.ValidationError({"destination": [RATE_NEEDS_DESTINATION]})
+        if kind == AlertRule.Kind.SOURCE_VOLUME and (source is None or destination is not None):
+            raise serializers.ValidationError({"source": [VOLUME_NEEDS_SOURCE]})
+        threshold = attrs.get("threshold", rule.threshold if rule else None)
+        if kind == AlertRule.Kind.DELIVERY_RATE and not 0 < threshold <= 100:
+            raise serializers.ValidationError({"threshold": [RATE_THRESHOLD]})
+        if kind == AlertRule.Kind.SOURCE_VOLUME and not 0 < threshold <= MAX_VOLUME_THRESHOLD:
+            raise serializers.ValidationError({"threshold": [VOLUME_THRESHOLD]})
+        has_webhook = attrs.get("slack_webhook_url", rule.slack_webhook_url if rule else "")
+        if Channel.SLACK in attrs.get("channels", rule.channels if rule else []) and not has_webhook:
+            raise serializers.ValidationError({"slack_webhook_url": [SLACK_NEEDS_URL]})
+        attrs["workspace"] = (destination or source).workspace
+        return attrs
+
+    def create(self, validated_data: dict) -> AlertRule:
+        webhook = validated_data.pop("slack_webhook_url", "")
+        rule = AlertRule(**validated_data)
+        rule.slack_webhook_url = webhook
+        rule.save()
+        return rule
+
+    def update(self, instance: AlertRule, validated_data: dict) -> AlertRule:
+        if "slack_webhook_url" in validated_data:
+            instance.slack_webhook_url = validated_data.pop("slack_webhook_url")
+        return super().update(instance, validated_data)
+
+
+class IncidentFilterSerializer(serializers.Serializer):
+    """Query parameters of the incident list."""
+
+    status = serializers.ChoiceField(choices=Incident.Status.choices, required=False)
+    rule = serializers.IntegerField(required=False, min_value=1)
+    destination = serializers.IntegerField(required=False, min_value=1)
+    source = serializers.IntegerField(required=False, min_value=1)

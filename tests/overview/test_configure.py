@@ -1,0 +1,303 @@
+"""The configuration pages as operators use them: owners set up sources, destinations, mappings and
+alert rules without the admin; viewers read; other workspaces' pages do not exist for them."""
+
+import datetime as dt
+import re
+from html import unescape
+
+import pytest
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from delivery.models import Destination, Mapping, Source
+from delivery.recording import Tally, Where
+from delivery.steps import Step
+from overview import alerts, notify
+from overview.models import AlertRule, ChannelDelivery, Notification
+from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
+
+
+def text(response) -> str:
+    """The page's visible text, tags dropped and whitespace collapsed."""
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", response.content.decode(), flags=re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
+
+
+@pytest.fixture
+def acme(db, settings):
+    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
+    owner, viewer, outsider = make_user("olivia"), make_user("victor"), make_user("oscar")
+    workspace = make_workspace("Acme", owner=owner, viewer=viewer)
+    make_workspace("Globex", owner=outsider)
+    return {"workspace": workspace, "owner": owner, "viewer": viewer, "outsider": outsider}
+
+
+def test_an_owner_creates_a_source_and_gets_its_write_key_and_a_snippet(acme, client):
+    client.force_login(acme["owner"])
+    slug = acme["workspace"].slug
+    response = client.post(
+        f"/w/{slug}/settings/sources/new/",
+        {"name": "Checkout app", "enabled": "on", "blocked_event_types": ["screen"], "tracking_plan": ""},
+    )
+    source = Source.objects.get(name="Checkout app")
+    assert response.status_code == 302 and response["Location"] == f"/w/{slug}/settings/sources/{source.id}/"
+    assert (source.enabled, source.blocked_event_types, source.tracking_plan) == (True, ["screen"], {})
+
+    page = client.get(response["Location"])
+    content = page.content.decode()
+    assert f'<code id="write-key">{source.write_key}</code>' in content
+    assert f"analytics.write_key = &#x27;{source.write_key}&#x27;" in content
+    assert "analytics.host = &#x27;http://testserver&#x27;" in content
+    assert "Source “Checkout app” created. Send events with its write key." in text(page)
+
+
+def test_a_bad_tracking_plan_is_refused_with_the_apis_message(acme, client):
+    client.force_login(acme["owner"])
+    response = client.post(
+        f"/w/{acme['workspace'].slug}/settings/sources/new/",
+        {"name": "App", "tracking_plan": '{"Order Completed": {"type": "objekt"}}'},
+    )
+    assert response.status_code == 200 and not Source.objects.exists()
+    assert (
+        "The schema of 'Order Completed' is not a valid JSON Schema:"
+        " 'objekt' is not valid under any of the given schemas" in text(response)
+    )
+    not_json = client.post(
+        f"/w/{acme['workspace'].slug}/settings/sources/new/", {"name": "App", "tracking_plan": "{"}
+    )
+    assert "Enter a valid JSON." in text(not_json)
+
+
+def test_destination_credentials_are_never_shown_and_blank_keeps_them(acme, client, settings):
+    client.force_login(acme["owner"])
+    slug = acme["workspace"].slug
+    web = make_source(acme["workspace"], "Web app")
+    response = client.post(
+        f"/w/{slug}/settings/destinations/new/",
+        {
+            "name": "Customer.io",
+            "kind": "customerio",
+            "endpoint": "https://track.customer.io/api/v2/batch",
+            "sources": [str(web.id)],
+            "enabled": "on",
+            "batch_size": "50",
+            "max_retries": "6",
+            "credentials": '{"site_id": "site-1", "api_key": "cio-very-secret"}',
+            "settings": '{"region": "US"}',
+            "filters": '[{"action": "drop", "if": {"type": "page"}}]',
+            "consent_categories": "analytics, marketing",
+        },
+    )
+    destination = Destination.objects.get(name="Customer.io")
+    assert response.status_code == 302
+    assert destination.credentials == {"site_id": "site-1", "api_key": "cio-very-secret"}
+    assert destination.consent_categories == ["analytics", "marketing"]
+    assert list(destination.sources.all()) == [web]
+
+    page = client.get(response["Location"])
+    assert "cio-very-secret" not in page.content.decode() and "site-1" not in page.content.decode()
+    assert "Credentials are set: api_key , site_id ." in text(page)
+
+    edit = {
+        "name": "Customer.io (US)",
+        "kind": "customerio",
+        "endpoint": "https://track.customer.io/api/v2/batch",
+        "batch_size": "50",
+        "max_retries": "6",
+        "credentials": "",
+        "filters": "",
+    }
+    assert client.post(response["Location"], edit).status_code == 302
+    destination.refresh_from_db()
+    assert destination.name == "Customer.io (US)"
+    assert destination.credentials == {"site_id": "site-1", "api_key": "cio-very-secret"}  # kept
+
+    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = False
+    refused = client.post(response["Location"], {**edit, "endpoint": "http://10.0.0.8/batch"})
+    assert refused.status_code == 200
+    assert (
+        "10.0.0.8 resolves to 10.0.0.8, a loopback, private, link-local or reserved address;"
+        " this deployment does not deliver to those." in text(refused)
+    )
+
+
+def test_an_owner_adds_a_mapping_with_a_trigger(acme, client):
+    client.force_login(acme["owner"])
+    slug = acme["workspace"].slug
+    hook = make_destination(acme["workspace"], "http://127.0.0.1:9/hook", name="Warehouse")
+    response = client.post(
+        f"/w/{slug}/settings/destinations/{hook.id}/mappings/new/",
+        {
+            "name": "Orders",
+            "enabled": "on",
+            "types": ["track"],
+            "events": "Order Completed, Checkout Started",
+            "conditions": '[{"field": "properties.total", "op": "exists"}]',
+            "fields_map": '{"id": "messageId", "total": "properties.total"}',
+        },
+    )
+    assert response.status_code == 302
+    mapping = Mapping.objects.get(destination=hook)
+    assert mapping.trigger == {
+        "type": ["track"],
+        "event": ["Order Completed", "Checkout Started"],
+        "conditions": [{"field": "properties.total", "op": "exists"}],
+    }
+    assert mapping.fields == {"id": "messageId", "total": "properties.total"}
+    bad = client.post(
+        f"/w/{slug}/settings/destinations/{hook.id}/mappings/{mapping.id}/",
+        {"name": "Orders", "conditions": '[{"field": "type", "op": "like"}]'},
+    )
+    assert "unknown op 'like'; use one of eq, ne, exists, in, contains" in text(bad)
+    page = text(client.get(f"/w/{slug}/settings/destinations/{hook.id}/"))
+    assert "Orders" in page and "New mapping" in page
+
+
+def test_viewers_read_and_outsiders_find_nothing(acme, client):
+    source = make_source(acme["workspace"], "Web app")
+    hook = make_destination(acme["workspace"], "http://127.0.0.1:9/hook", name="Warehouse", sources=[source])
+    slug = acme["workspace"].slug
+    urls = [
+        f"/w/{slug}/settings/",
+        f"/w/{slug}/settings/sources/{source.id}/",
+        f"/w/{slug}/settings/destinations/{hook.id}/",
+        f"/w/{slug}/destinations/{hook.id}/alerts/",
+        f"/w/{slug}/sources/{source.id}/alerts/",
+        f"/w/{slug}/alerts/",
+    ]
+    client.force_login(acme["viewer"])
+    for url in urls:
+        page = client.get(url)
+        assert page.status_code == 200, url
+    page = client.get(f"/w/{slug}/settings/sources/{source.id}/")
+    assert "only the workspace's owners can change it" in text(page)
+    assert 'name="name" value="Web app" maxlength="200" required disabled' in page.content.decode()
+    assert client.post(f"/w/{slug}/settings/sources/{source.id}/", {"name": "Mine"}).status_code == 403
+    assert client.post(f"/w/{slug}/settings/sources/{source.id}/delete/").status_code == 403
+    assert client.get(f"/w/{slug}/settings/sources/new/").status_code == 403
+    assert Source.objects.get(id=source.id).name == "Web app"
+
+    client.force_login(acme["outsider"])
+    for url in urls:
+        assert client.get(url).status_code == 404, url
+
+
+def test_alert_rules_from_the_alerts_tab_muted_and_deleted(acme, client):
+    client.force_login(acme["owner"])
+    slug = acme["workspace"].slug
+    web = make_source(acme["workspace"], "Web app")
+    hook = make_destination(acme["workspace"], "http://127.0.0.1:9/hook", name="Warehouse", sources=[web])
+    tab = f"/w/{slug}/destinations/{hook.id}/alerts/"
+    page = text(client.get(tab))
+    assert (
+        "Successful delivery rate = events delivered ÷ (delivered + failed delivery) over the last 24 hours"
+        in page
+    )
+
+    missing = client.post(tab, {"threshold": "95", "min_volume": "0", "channels": ["slack"]})
+    assert "The Slack channel needs a webhook URL." in text(missing)
+    created = client.post(
+        tab,
+        {
+            "threshold": "95",
+            "min_volume": "10",
+            "channels": ["in_app", "email"],
+            "email_recipients": "a@acme.test",
+        },
+    )
+    assert created.status_code == 302
+    rule = AlertRule.objects.get()
+    assert (rule.kind, rule.destination, rule.threshold, rule.min_volume) == ("delivery_rate", hook, 95, 10)
+    assert (rule.channels, rule.email_recipients, rule.created_by) == (
+        ["in_app", "email"],
+        ["a@acme.test"],
+        acme["owner"],
+    )
+    assert "Successful delivery rate of Warehouse below 95% over 24 hours" in text(client.get(tab))
+
+    assert client.post(f"/w/{slug}/alerts/rules/{rule.id}/mute/").status_code == 302
+    rule.refresh_from_db()
+    assert rule.muted is True
+    edit = client.post(
+        f"/w/{slug}/alerts/rules/{rule.id}/",
+        {"threshold": "90", "min_volume": "0", "channels": ["in_app"], "muted": "on"},
+    )
+    assert edit.status_code == 302
+    rule.refresh_from_db()
+    assert (rule.threshold, rule.channels, rule.muted) == (90, ["in_app"], True)
+
+    source_tab = f"/w/{slug}/sources/{web.id}/alerts/"
+    assert (
+        client.post(source_tab, {"threshold": "30", "min_volume": "5", "channels": ["in_app"]}).status_code
+        == 302
+    )
+    assert (
+        AlertRule.objects.get(kind="source_volume").description
+        == "Volume of Web app more than 30% off its usual level"
+    )
+
+    assert client.post(f"/w/{slug}/alerts/rules/{rule.id}/delete/").status_code == 302
+    assert not AlertRule.objects.filter(id=rule.id).exists()
+
+
+def test_an_incident_page_shows_the_timeline_and_every_notification(acme, client, mailoutbox):
+    web = make_source(acme["workspace"], "Web app")
+    hook = make_destination(acme["workspace"], "http://127.0.0.1:9/hook", name="Warehouse", sources=[web])
+    mapping = make_mapping(hook)
+    rule = AlertRule(workspace=acme["workspace"], kind="delivery_rate", destination=hook, threshold=90)
+    rule.channels = ["in_app", "email", "slack"]
+    rule.slack_webhook_url = "http://127.0.0.1:9/slack"  # nothing listens there
+    rule.save()
+    tally = Tally()
+    tally.add(
+        timezone.now() - dt.timedelta(hours=1),
+        Where(acme["workspace"].id, web.id, hook.id, mapping.id),
+        Step.FAILED_DELIVERY,
+        "400",
+        4,
+    )
+    tally.write()
+    evaluation = alerts.evaluate_rule(rule.id)
+    for delivery_id in evaluation.delivery_ids:
+        notify.send(delivery_id)
+
+    client.force_login(acme["viewer"])
+    incident = evaluation.event.incident
+    page = text(client.get(f"/w/{acme['workspace'].slug}/incidents/{incident.id}/"))
+    assert "Successful delivery rate of Warehouse below 90% over 24 hours Open" in page
+    assert (
+        "Opened" in page
+        and "Breached: 0.0% successful (0 delivered, 4 failed) in the last 24 hours; alert below 90%." in page
+    )
+    assert "Sent In-app notification to members of Acme · 1 attempt" in page
+    assert "Sent Email to olivia@example.com, victor@example.com · 1 attempt" in page
+    assert (
+        "Failed Slack incoming webhook to webhook at 127.0.0.1 · 1 attempt ·"
+        " The webhook could not be reached (ConnectError)" in page
+    )
+    assert len(mailoutbox) == 1
+
+    # The viewer's in-app notification: counted in the header until opened.
+    notes = client.get("/notifications/")
+    assert "1 unread" in text(
+        notes
+    ) and "Alert: Warehouse successful delivery rate 0.0% (alert below 90%)" in text(notes)
+    note = Notification.objects.get(user=acme["viewer"])
+    opened = client.get(f"/notifications/{note.id}/")
+    assert opened["Location"] == f"/w/{acme['workspace'].slug}/incidents/{incident.id}/"
+    assert "unread" not in text(client.get("/notifications/"))
+    assert client.get(f"/notifications/{Notification.objects.get(user=acme['owner']).id}/").status_code == 404
+    assert ChannelDelivery.objects.filter(status="failed").count() == 1
+
+
+def test_the_api_token_page_shows_a_new_key_once(acme, client):
+    client.force_login(acme["owner"])
+    created = client.post("/account/api-token/", {"action": "create"})
+    key = Token.objects.get(user=acme["owner"]).key
+    assert f'<code id="new-key">{key}</code>' in created.content.decode()
+    later = client.get("/account/api-token/").content.decode()
+    assert key not in later and f"<code>{key[:4]}…</code>" in later
+    replaced = client.post("/account/api-token/", {"action": "create"})
+    assert Token.objects.get(user=acme["owner"]).key != key and replaced.status_code == 200
+    revoked = client.post("/account/api-token/", {"action": "revoke"})
+    assert revoked.status_code == 302 and not Token.objects.filter(user=acme["owner"]).exists()
