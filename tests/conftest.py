@@ -44,6 +44,18 @@ def django_db_modify_db_settings() -> None:
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_delivery_{RUN_ID}"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """pytest-django's test database, and at the end no session left on it (a worker process that
+    was killed mid-test may leave one), so that dropping it never fails and nothing piles up."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 def database_url() -> str:
     """A URL to the test database as the test process sees it (for worker processes)."""
     db = settings.DATABASES["default"]
