@@ -9,7 +9,7 @@ from django.db.models.signals import post_migrate
 
 log = logging.getLogger(__name__)
 
-# Table -> the column it is partitioned on (daily ranges); created by migrations 0002 and 0003.
+# Table -> the column it is partitioned on (daily ranges); created by migrations 0002 to 0004.
 PARTITIONED = {
     "delivery_event": "received_at",
     "delivery_outcome": "received_at",
@@ -17,6 +17,7 @@ PARTITIONED = {
     "delivery_rollup_hourly": "minute",
     "delivery_rollup_steps": "minute",
     "delivery_rollup_steps_hourly": "minute",
+    "delivery_rollup_daily": "minute",
     "delivery_sample": "at",
     "delivery_seenmessage": "day",
 }

@@ -27,6 +27,10 @@ def hour_of(moment: dt.datetime) -> dt.datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def day_of(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def bucket_of(moment: dt.datetime) -> dt.datetime:
     return moment.replace(minute=moment.minute - moment.minute % 10, second=0, microsecond=0)
 
@@ -91,11 +95,14 @@ class Tally:
         self.add(received_at, where, new[0], new[1], 1)
 
     def write(self) -> None:
-        """Upsert the minute and hour counters, with and without the event dimensions."""
+        """Upsert the minute, hour and day counters with the event dimensions, and the minute and hour
+        counters without them."""
         minutes = self.counts
         hours = _regroup(minutes, lambda key: (hour_of(key[0]), *key[1:]))
+        days = _regroup(hours, lambda key: (day_of(key[0]), *key[1:]))
         _upsert("delivery_rollup", _EVENT_KEY, _EVENT_TYPES, minutes)
         _upsert("delivery_rollup_hourly", _EVENT_KEY, _EVENT_TYPES, hours)
+        _upsert("delivery_rollup_daily", _EVENT_KEY, _EVENT_TYPES, days)
         _upsert("delivery_rollup_steps", _STEP_KEY, _KEY_TYPES, _regroup(minutes, _step_key))
         _upsert("delivery_rollup_steps_hourly", _STEP_KEY, _KEY_TYPES, _regroup(hours, _step_key))
         self.counts = Counter()

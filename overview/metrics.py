@@ -253,42 +253,55 @@ def _branches(scope: Scope, steps: Iterable[Step]) -> list[tuple[str, list]]:
     return branches
 
 
-def _ceil_hour(moment: dt.datetime) -> dt.datetime:
-    floor = moment.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == moment else floor + HOUR
+DAY = dt.timedelta(days=1)
+GRAINS = (MINUTE, HOUR, DAY)
+_GRAIN_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # hours and days align on UTC
 
-
-# Rollup tables by grain: (minute table, hour table). The "step" tables are the same counters
-# without the event type/name/version, far fewer rows, for figures that do not break down by event.
-WIDE_TABLES = ("delivery_rollup", "delivery_rollup_hourly")
+# Rollup tables by grain, finest first: minute, hour (and day). The "step" tables are the same
+# counters without the event type/name/version, far fewer rows, for figures that do not break down
+# by event; the daily table serves breakdowns over ranges of days.
+WIDE_TABLES = ("delivery_rollup", "delivery_rollup_hourly", "delivery_rollup_daily")
 STEP_TABLES = ("delivery_rollup_steps", "delivery_rollup_steps_hourly")
 STEP_COLUMNS = frozenset({"step", "reason_code", "source_id", "destination_id"})
 
 
-def tables_for(group: Sequence[str]) -> tuple[str, str]:
+def tables_for(group: Sequence[str]) -> tuple[str, ...]:
     if set(group) <= STEP_COLUMNS:
         return STEP_TABLES
     return WIDE_TABLES
 
 
+def _floor(moment: dt.datetime, grain: dt.timedelta) -> dt.datetime:
+    return moment - (moment - _GRAIN_EPOCH) % grain
+
+
+def _ceil(moment: dt.datetime, grain: dt.timedelta) -> dt.datetime:
+    floor = _floor(moment, grain)
+    return floor if floor == moment else floor + grain
+
+
 def _parts(
-    window: Window, bucket: dt.timedelta | None, tables: tuple[str, str] = WIDE_TABLES
+    window: Window, bucket: dt.timedelta | None, tables: tuple[str, ...] = WIDE_TABLES
 ) -> list[tuple[str, dt.datetime, dt.datetime]]:
-    """(table, start, end) pieces that cover the window exactly: whole hours from the hourly table,
-    the partial hours at the edges from the minute table. Buckets under an hour need minutes."""
-    minute_table, hour_table = tables
-    minutes = [(minute_table, window.start, window.end)]
-    if bucket is not None and bucket % HOUR:
-        return minutes
-    first, last = _ceil_hour(window.start), window.end.replace(minute=0, second=0, microsecond=0)
+    """(table, start, end) pieces that cover the window exactly: whole days from the daily table,
+    whole hours from the hourly one, the ragged edges from the minute table. A chart's buckets can
+    only come from tables whose grain divides them."""
+    usable = [(t, g) for t, g in zip(tables, GRAINS, strict=False) if bucket is None or not bucket % g]
+    return _cover(window.start, window.end, usable)
+
+
+def _cover(
+    start: dt.datetime, end: dt.datetime, tables: list[tuple[str, dt.timedelta]]
+) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    if start >= end:
+        return []
+    (table, grain), finer = tables[-1], tables[:-1]
+    if not finer:
+        return [(table, start, end)]
+    first, last = _ceil(start, grain), _floor(end, grain)
     if first >= last:
-        return minutes
-    parts = [(hour_table, first, last)]
-    if window.start < first:
-        parts.append((minute_table, window.start, first))
-    if last < window.end:
-        parts.append((minute_table, last, window.end))
-    return parts
+        return _cover(start, end, finer)
+    return [(table, first, last), *_cover(start, first, finer), *_cover(last, end, finer)]
 
 
 def _sum(

@@ -1,10 +1,13 @@
 """The step rollups (counters without the event dimensions) agree with the wide rollups, and the
 figures that need no event dimension are read from them."""
 
+import datetime as dt
+
 from django.db import connection
 
 from overview import metrics
-from tests.overview.test_metrics import day_window, make_story, record
+from overview.windows import Window
+from tests.overview.test_metrics import NOW, day_window, make_story, record
 
 STEP_KEY = "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code"
 
@@ -38,3 +41,51 @@ def test_figures_without_event_dimensions_read_the_step_tables(db):
 
     assert metrics.pipeline(scope, day_window()).received == 0  # so they really are what is read
     assert metrics.breakdown(scope, day_window(), "received")  # breakdowns still read the wide tables
+
+
+def test_tally_writes_daily_rollups_that_sum_the_hourly_rollups_exactly(db):
+    record(make_story())
+    key = f"{STEP_KEY}, event_type, event_name, app_version"
+    day = "date_trunc('day', minute AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+    by_day = key.replace("minute", day, 1)
+    summed = f"SELECT {by_day}, sum(count) FROM delivery_rollup_hourly GROUP BY {by_day}"
+    stored = f"SELECT {key}, count FROM delivery_rollup_daily"
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"({summed} EXCEPT {stored}) UNION ALL ({stored} EXCEPT {summed})")
+        assert cursor.fetchall() == []
+        cursor.execute("SELECT count(*) FROM delivery_rollup_daily")
+        assert cursor.fetchone()[0] > 0
+
+
+def test_a_window_is_covered_exactly_by_days_hours_and_minutes():
+    start = dt.datetime(2026, 11, 3, 10, 17, tzinfo=dt.UTC)
+    window = Window(start, dt.datetime(2026, 11, 9, 13, 42, tzinfo=dt.UTC), "custom")
+
+    parts = sorted(metrics._parts(window, None), key=lambda part: part[1])
+
+    assert [part[0] for part in parts] == [
+        "delivery_rollup", "delivery_rollup_hourly", "delivery_rollup_daily", "delivery_rollup_hourly",
+        "delivery_rollup",
+    ]  # fmt: skip
+    assert parts[0][1] == window.start and parts[-1][2] == window.end
+    assert all(a[2] == b[1] for a, b in zip(parts, parts[1:], strict=False))  # contiguous, no overlap
+    # Hourly chart buckets cannot come from the daily table.
+    assert {p[0] for p in metrics._parts(window, metrics.HOUR)} == {
+        "delivery_rollup",
+        "delivery_rollup_hourly",
+    }
+
+
+def test_breakdowns_over_days_read_the_daily_table(db):
+    story = make_story()
+    record(story)
+    scope = metrics.destination_scope(story.destination)
+    # The story's events 26 hours before NOW lie in a whole UTC day of this window, read from days.
+    window = Window(NOW - dt.timedelta(days=3), NOW, "custom")
+    total = sum(row.count for row in metrics.breakdown(scope, window, "received"))
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE delivery_rollup_daily")
+
+    assert sum(row.count for row in metrics.breakdown(scope, window, "received")) < total
