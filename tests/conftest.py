@@ -169,6 +169,36 @@ def celery_worker(_session_worker: Worker, transactional_db) -> Worker:
     return _session_worker
 
 
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator:
+    """Debian's headless Chromium driven by Playwright; missing, the browser tests fail (never skip)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}: run `apt-get update && apt-get install -y chromium` "
+            "(or set CHROMIUM_PATH) to run the browser tests.",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still sync.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not os.environ.get("CELERY_BROKER_URL"):
         embedded.release_redis(settings.DATA_DIR)  # stops it unless a demo or another run still uses it

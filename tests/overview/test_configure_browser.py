@@ -3,9 +3,7 @@ pages only, sends events with the segment-analytics-python client, and sees them
 Each page is saved as a screenshot under artifacts/screenshots/."""
 
 import datetime as dt
-import os
 import re
-from pathlib import Path
 
 import pytest
 import segment.analytics as analytics
@@ -17,51 +15,21 @@ from delivery.sandbox import SandboxServer
 from delivery.steps import Step
 from overview import alerts, notify
 from overview.models import AlertRule
+from tests.browser import PASSWORD, open_page
+from tests.browser import shot as save_screenshot
 from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PASSWORD = "a-long-test-password"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: apt-get install -y chromium", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs in this thread
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
 
 @pytest.fixture
 def page(chromium):
-    context = chromium.new_context(viewport={"width": 1366, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == []
+    with open_page(chromium, viewport={"width": 1366, "height": 900}) as page:
+        yield page
 
 
 def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"configure-{name}.png"), full_page=True)
+    save_screenshot(page, f"configure-{name}")
 
 
 def log_in(page, live_server, username: str) -> None:
