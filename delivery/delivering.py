@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ from django.db import connection, transaction
 from delivery import http, retries
 from delivery.destinations import Adapter, InvalidSettings, adapter_for
 from delivery.multistatus import Error, ErrorType, PreparedBatch, Result, Success, transport_error
-from delivery.recording import SAMPLES_PER_BUCKET, SampleBatch, Tally, Where, bucket_of
+from delivery.recording import SampleBatch, Tally, Where
 from delivery.steps import Step
 
 log = logging.getLogger(__name__)
@@ -332,7 +331,7 @@ def record(
             cursor.execute("SET LOCAL synchronous_commit TO off")
             cursor.execute(_RECORD, [*columns, min(times), max(times), claim_.lease])
             recorded = {row[0] for row in cursor.fetchall()}
-        tally, samples, sampled = Tally(), SampleBatch(), Counter()
+        tally, samples = Tally(), SampleBatch()
         counts = {Step.DELIVERED: 0, Step.FAILED_DELIVERY: 0, Step.PENDING_RETRY: 0}
         for outcome, result, v in zip(outcomes, results, verdicts_, strict=True):
             if outcome.id not in recorded:
@@ -344,7 +343,7 @@ def record(
                 (Step(outcome.step), outcome.reason_code),
                 (v.step, v.reason_code),
             )
-            if not _SAMPLE_BUDGET.has_room(now, outcome.where, v.step, v.reason_code, sampled):
+            if not samples.wants(now, outcome.where, v.step, v.reason_code):
                 continue
             samples.add(
                 now,
@@ -361,7 +360,6 @@ def record(
             )
         tally.write()
         samples.write()
-    _SAMPLE_BUDGET.spent(sampled)
     if len(recorded) < len(outcomes):
         log.warning(
             "%d of %d outcomes were no longer claimed; not recorded again",
@@ -376,33 +374,6 @@ def record(
         pending=counts[Step.PENDING_RETRY],
         whole_batch_retry=whole_batch_retry,
     )
-
-
-class _SampleBudget:
-    """Samples this process has offered per key and 10-minute bucket. Once SAMPLES_PER_BUCKET have been
-    offered for a key, its bucket is full (each one was stored, or refused because the bucket was
-    full), so further events skip the sample statement: in steady traffic most batches write none."""
-
-    def __init__(self) -> None:
-        self.bucket: dt.datetime | None = None
-        self.offered: Counter[tuple] = Counter()
-
-    def has_room(self, at: dt.datetime, where: Where, step: Step, reason: str, batch: Counter) -> bool:
-        bucket = bucket_of(at)
-        if bucket != self.bucket:
-            self.bucket, self.offered = bucket, Counter()
-        key = (bucket, where.source_id, where.destination_id, where.mapping_id, str(step), reason)
-        if self.offered[key] + batch[key] >= SAMPLES_PER_BUCKET:
-            return False
-        batch[key] += 1
-        return True
-
-    def spent(self, batch: Counter) -> None:
-        """Count a committed batch's offers (a rolled-back batch's never happened)."""
-        self.offered.update({key: n for key, n in batch.items() if key[0] == self.bucket})
-
-
-_SAMPLE_BUDGET = _SampleBudget()
 
 
 # --- one batch, start to end ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db import connection, transaction
 
 from delivery.steps import Step
 
@@ -134,11 +134,44 @@ def _upsert(table: str, key: str, types: tuple[str, ...], counts: Counter[tuple]
         )
 
 
+class _Offered:
+    """Samples this process has had committed, per key and bucket. Once SAMPLES_PER_BUCKET were offered
+    for a key, its bucket is full (each was stored, or refused as over the bound), so later batches
+    skip building rows the database would throw away — most of a busy batch's events, bodies and all."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple, int] = {}
+
+    def get(self, key: tuple) -> int:
+        return self.counts.get(key, 0)
+
+    def spend(self, counts: dict[tuple, int]) -> None:
+        if len(self.counts) > 100_000:
+            self.counts.clear()  # old buckets; forgetting them costs at most a few extra offers
+        for key, n in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def clear(self) -> None:
+        self.counts.clear()
+
+
+OFFERED = _Offered()
+
+
+def _sample_key(at: dt.datetime, where: Where, step: Step | str, reason_code: str) -> tuple:
+    return (bucket_of(at), where.source_id, where.destination_id, where.mapping_id, str(step), reason_code)
+
+
 @dataclass
 class SampleBatch:
     """Samples for one batch, at most SAMPLES_PER_BUCKET per key and bucket (counting stored ones)."""
 
     rows: dict[tuple, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+
+    def wants(self, at: dt.datetime, where: Where, step: Step | str, reason_code: str = "") -> bool:
+        """Whether a sample for this key would still be kept: ask before building an expensive one."""
+        key = _sample_key(at, where, step, reason_code)
+        return OFFERED.get(key) + len(self.rows.get(key, ())) < SAMPLES_PER_BUCKET
 
     def add(
         self,
@@ -155,10 +188,9 @@ class SampleBatch:
         body: object = None,
         response: object = None,
     ) -> None:
-        key = (bucket_of(at), where.source_id, where.destination_id, where.mapping_id, str(step), reason_code)
-        rows = self.rows[key]
-        if len(rows) >= SAMPLES_PER_BUCKET:
+        if not self.wants(at, where, step, reason_code):
             return
+        rows = self.rows[_sample_key(at, where, step, reason_code)]
         rows.append(
             (
                 at,
@@ -177,6 +209,9 @@ class SampleBatch:
         )
 
     def write(self) -> None:
+        offered = {key: len(rows) for key, rows in self.rows.items() if rows}
+        if offered:
+            transaction.on_commit(lambda: OFFERED.spend(offered))  # a rolled-back batch offered nothing
         flat = []
         for (bucket, source_id, destination_id, mapping_id, step, reason_code), rows in self.rows.items():
             for rank, row in enumerate(rows, start=1):

@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from delivery import batching
 from delivery.filters import Gate, InvalidRule, Trigger, gate_for, parse_trigger
 from delivery.models import Destination, Mapping, Source
-from delivery.recording import SAMPLES_PER_BUCKET, SampleBatch, Tally, Where, bucket_of, copy_rows
+from delivery.recording import SampleBatch, Tally, Where, copy_rows
 from delivery.schema_controls import SchemaControls, controls_from_json
 from delivery.steps import Step
 
@@ -297,28 +297,6 @@ def _compile_mapping(mapping_id: int, name: str, trigger: str, enabled: bool) ->
     )
 
 
-class SampleBudget:
-    """Samples this process has offered per key and 10-minute bucket. The database keeps at most
-    SAMPLES_PER_BUCKET per key and bucket, so offering more only builds rows that are thrown away —
-    most of a busy batch's filtered events, each with its whole body."""
-
-    def __init__(self) -> None:
-        self.offered: dict[tuple, int] = {}
-
-    def take(self, bucket: dt.datetime, where: Where, step: str, reason: str) -> bool:
-        key = (bucket, where.source_id, where.destination_id, where.mapping_id, step, reason)
-        offered = self.offered.get(key, 0)
-        if offered >= SAMPLES_PER_BUCKET:
-            return False
-        if len(self.offered) > 100_000:
-            self.offered.clear()  # old buckets; forgetting them costs at most a few extra offers
-        self.offered[key] = offered + 1
-        return True
-
-
-_budget = SampleBudget()
-
-
 def _route(
     events: list[ClaimedEvent], plan: dict[int, RoutedSource], now: dt.datetime
 ) -> set[tuple[int, int]]:
@@ -342,7 +320,6 @@ def _route(
         return found
 
     for event in events:
-        bucket = bucket_of(event.received_at)
         routed_source = plan.get(event.source_id)
         if routed_source is None:
             log.warning("event %s: its source %s no longer exists; not routed", event.id, event.source_id)
@@ -351,7 +328,7 @@ def _route(
         if verdict := routed_source.controls.check(message):
             at_source = where(event, None, None)
             tally.add(event.received_at, at_source, Step.FILTERED_AT_SOURCE, verdict.reason)
-            if _budget.take(bucket, at_source, FILTERED_AT_SOURCE, verdict.reason):
+            if samples.wants(event.received_at, at_source, FILTERED_AT_SOURCE, verdict.reason):
                 samples.add(
                     event.received_at,
                     at_source,
@@ -374,7 +351,7 @@ def _route(
                 tally.add(event.received_at, at, decision.step, decision.reason)
                 if queued:
                     pairs.add((destination.id, decision.mapping_id))
-                elif _budget.take(bucket, at, FILTERED, decision.reason):
+                elif samples.wants(event.received_at, at, FILTERED, decision.reason):
                     samples.add(
                         event.received_at,
                         at,

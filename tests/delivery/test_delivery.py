@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import pytest
 from django.db import connection, transaction
 
-from delivery import batching, delivering, http
+from delivery import batching, delivering, http, recording
 from delivery.models import Destination, Mapping
 from delivery.recording import Tally, Where
 from delivery.sandbox import SandboxServer
@@ -190,7 +190,7 @@ def test_healthy_webhook_delivers_every_event_once_with_counts_and_samples(
 @pytest.fixture(autouse=True)
 def fresh_sample_budget():
     """Samples are bounded per process and bucket; each test starts with none offered."""
-    delivering._SAMPLE_BUDGET.offered.clear()
+    recording.OFFERED.clear()
 
 
 def claimed_ids(claim) -> list[int]:
