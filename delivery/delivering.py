@@ -12,7 +12,6 @@ exactly-once counting).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingType
@@ -23,7 +22,7 @@ import httpx
 from django.conf import settings
 from django.db import connection, transaction
 
-from delivery import http, retries
+from delivery import http, jsontext, retries
 from delivery.destinations import Adapter, InvalidSettings, adapter_for
 from delivery.multistatus import Error, ErrorType, PreparedBatch, Result, Success, transport_error
 from delivery.recording import SampleBatch, Tally, Where
@@ -187,7 +186,7 @@ def claim(destination_id: int, mapping_id: int, limit: int, lease: float | None 
     ]
     # Django's psycopg setup hands jsonb over as text. An event row can only be missing if its partition
     # was dropped while its outcome's was not (retention).
-    events = {row[2]: (row[12], json.loads(row[13])) for row in rows if row[13] is not None}
+    events = {row[2]: (row[12], jsontext.loads(row[13])) for row in rows if row[13] is not None}
     return Claim(lease=rows[0][11], outcomes=outcomes, events=events)
 
 

@@ -3,22 +3,21 @@
 Every message that arrives is counted `received`, except a repeated messageId, counted `duplicate`.
 A message that fails validation is counted `failed_on_ingest` with the seed's code and sampled (the
 raw message, and what was wrong with it). The others become Event rows (one statement, with the
-deduplication) and are handed to routing after commit, one Celery task per request. Nothing is routed
-here: the request path only validates and writes.
+deduplication) and are handed to routing after commit (tasks.request_routing: a Celery task, unless one
+is pending already, which will claim them). Nothing is routed here: the request path only validates and
+writes.
 """
 
 import datetime as dt
-import json
 import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-import psycopg
 from django.db import connection, transaction
 
-from delivery import tasks
+from delivery import jsontext, tasks
 from delivery.messages import (
     MAX_MESSAGE_BYTES,
     Message,
@@ -31,7 +30,7 @@ from delivery.messages import (
     validate,
 )
 from delivery.models import Source
-from delivery.recording import SampleBatch, Tally, Where
+from delivery.recording import SampleBatch, Tally, Where, execute_prepared
 from delivery.steps import Step
 
 MAX_REQUEST_BYTES = 500 * 1024  # ... and for one request (they stop filling a batch at 475,000 bytes)
@@ -85,7 +84,7 @@ def decode_body(raw: bytes, content_encoding: str = "") -> object:
     if content_encoding.strip().lower() == "gzip":
         raw = _gunzip(raw)
     try:
-        return json.loads(raw)
+        return jsontext.loads(raw)
     except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise RequestRejected(400, "bad_request", f"The request body is not valid JSON: {error}") from None
 
@@ -189,13 +188,7 @@ def store(
         _record(source, received_at, stored, rejections, duplicates)
         receipt.event_ids = [ids[m.message_id] for m in stored]
         if receipt.event_ids:
-            # argsrepr: Celery would otherwise repr every id of the list for its logs, on the request path.
-            route = partial(
-                tasks.route_events.apply_async,
-                (receipt.event_ids,),
-                argsrepr=f"[{len(receipt.event_ids)} event ids]",
-            )
-            transaction.on_commit(route)
+            transaction.on_commit(partial(tasks.request_routing, receipt.event_ids))
     receipt.received = len(stored) + len(rejections)
     receipt.failed = Counter(rejection.code for rejection in rejections)
     receipt.duplicates = len(duplicates)
@@ -211,8 +204,8 @@ def _store_first_seen(
 
     Today's seen partition is checked by its primary key (ON CONFLICT), yesterday's by a lookup bounded
     to 24 hours; a concurrent request with the same messageId waits on the key, then sees a conflict.
-    The messages travel as arrays in binary parameters (%b, server-side binding): no quoting of each
-    payload in Python, and no further round trips for a COPY."""
+    The messages travel as arrays in binary parameters: no quoting of each payload in Python, and no
+    further round trips for a COPY."""
     today = received_at.astimezone(dt.UTC).date()
     params = {
         "today": today,
@@ -228,9 +221,7 @@ def _store_first_seen(
         "timestamps": [m.timestamp for m in messages],
         "payloads": [m.payload for m in messages],
     }
-    with connection.cursor() as wrapper, psycopg.Cursor(wrapper.cursor.connection) as cursor:
-        cursor.execute(_STORE_FIRST_SEEN, params)
-        return dict(cursor.fetchall())
+    return dict(execute_prepared(_STORE_FIRST_SEEN, params))
 
 
 _STORE_FIRST_SEEN = """

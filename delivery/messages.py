@@ -9,6 +9,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from delivery import jsontext
 from delivery.steps import EVENT_TYPES
 
 MAX_MESSAGE_BYTES = 32 * 1024  # what the common analytics clients allow for one message
@@ -72,16 +73,17 @@ def validate(raw: object, call: str | None = None, defaults: dict | None = None)
         if call:
             message["type"] = call
     try:
-        text = json.dumps(message, separators=(",", ":"), allow_nan=False)
+        data = jsontext.dumps(message)
     except ValueError:  # NaN or Infinity, which Python's JSON reader accepts and JSON does not
         return Rejection("bad_request", NOT_FINITE, storable(message))
+    text = data.decode()
     if "\\u" in text and (problem := _unstorable(text, message)):
         return Rejection("bad_request", problem, storable(message))
     kind, name, app_version = dimensions(message)
-    if len(text) > MAX_MESSAGE_BYTES:
+    if len(data) > MAX_MESSAGE_BYTES:
         return Rejection(
             "message_too_large",
-            f"The message is {len(text):,} bytes, over the 32 KB ({MAX_MESSAGE_BYTES:,} bytes) limit.",
+            f"The message is {len(data):,} bytes, over the 32 KB ({MAX_MESSAGE_BYTES:,} bytes) limit.",
             message,
             kind,
             name,
@@ -233,8 +235,9 @@ def _unstorable(text: str, message: dict) -> str:
 
 def storable(raw: object) -> object:
     """The raw message with what PostgreSQL cannot hold replaced — NUL and unpaired surrogates by U+FFFD,
-    NaN and Infinity by null — so that even the message that failed for it can be kept as a sample."""
-    text = json.dumps(raw, ensure_ascii=False).encode("utf-8", "replace").decode()
+    NaN and Infinity (jsontext.NOT_FINITE) by null — so that even the message that failed for it can be
+    kept as a sample."""
+    text = json.dumps(raw, ensure_ascii=False, default=lambda _: None).encode("utf-8", "replace").decode()
     return json.loads(_NUL.sub(r"\1\\ufffd", text), parse_constant=lambda _: None)
 
 

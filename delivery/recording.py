@@ -11,7 +11,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import psycopg
 from django.db import connection, transaction
+from psycopg.types.datetime import TimestamptzLoader
 
 from delivery.steps import Step
 
@@ -66,13 +68,16 @@ class Tally:
 
     def __init__(self) -> None:
         self.counts: Counter[tuple] = Counter()
+        self._minutes: dict[dt.datetime, dt.datetime] = {}  # a batch's events share a few received times
 
     def add(
         self, received_at: dt.datetime, where: Where, step: Step, reason_code: str = "", n: int = 1
     ) -> None:
+        if (minute := self._minutes.get(received_at)) is None:
+            minute = self._minutes[received_at] = minute_of(received_at)
         self.counts[
             (
-                minute_of(received_at),
+                minute,
                 where.workspace_id,
                 where.source_id,
                 where.destination_id,
@@ -96,16 +101,14 @@ class Tally:
 
     def write(self) -> None:
         """Upsert the minute, hour and day counters with the event dimensions, and the minute and hour
-        counters without them."""
+        counters without them: one prepared statement for the five tables."""
         minutes = self.counts
         hours = _regroup(minutes, lambda key: (hour_of(key[0]), *key[1:]))
         days = _regroup(hours, lambda key: (day_of(key[0]), *key[1:]))
-        _upsert("delivery_rollup", _EVENT_KEY, _EVENT_TYPES, minutes)
-        _upsert("delivery_rollup_hourly", _EVENT_KEY, _EVENT_TYPES, hours)
-        _upsert("delivery_rollup_daily", _EVENT_KEY, _EVENT_TYPES, days)
-        _upsert("delivery_rollup_steps", _STEP_KEY, _KEY_TYPES, _regroup(minutes, _step_key))
-        _upsert("delivery_rollup_steps_hourly", _STEP_KEY, _KEY_TYPES, _regroup(hours, _step_key))
-        self.counts = Counter()
+        tables = (minutes, hours, days, _regroup(minutes, _step_key), _regroup(hours, _step_key))
+        self.counts, self._minutes = Counter(), {}
+        if any(minutes.values()):
+            execute_prepared(_UPSERT_ROLLUPS, [param for counts in tables for param in _columns(counts)])
 
 
 def _step_key(key: tuple) -> tuple:
@@ -119,19 +122,49 @@ def _regroup(counts: Counter[tuple], regroup) -> Counter[tuple]:
     return grouped
 
 
-def _upsert(table: str, key: str, types: tuple[str, ...], counts: Counter[tuple]) -> None:
-    """One INSERT … ON CONFLICT for the batch, keys sorted so concurrent batches never deadlock."""
+def _columns(counts: Counter[tuple]) -> list[list]:
+    """The counts as one array per key part and one of counts, keys sorted so that concurrent batches
+    lock rows in the same order and never deadlock."""
     keys = sorted((k for k, n in counts.items() if n), key=_sort_key)
     if not keys:
-        return
-    columns = [list(column) for column in zip(*[(*k, counts[k]) for k in keys], strict=True)]
-    unnest = ", ".join(f"%s::{kind}" for kind in (*types, "bigint[]"))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({key}, count) SELECT * FROM unnest({unnest})"
-            f" ON CONFLICT ({key}) DO UPDATE SET count = {table}.count + excluded.count",
-            columns,
+        return [[] for _ in range(len(next(iter(counts))) + 1)]  # (a batch's moves can cancel out)
+    return [list(column) for column in zip(*[(*k, counts[k]) for k in keys], strict=True)]
+
+
+def _upsert(table: str, key: str, types: tuple[str, ...]) -> str:
+    unnest = ", ".join(f"%b::{kind}" for kind in (*types, "bigint[]"))
+    return (
+        f"INSERT INTO {table} ({key}, count) SELECT * FROM unnest({unnest})"
+        f" ON CONFLICT ({key}) DO UPDATE SET count = {table}.count + excluded.count"
+    )
+
+
+# Data-modifying WITH clauses all run, in this order (the tables' order is part of the lock order).
+_UPSERT_ROLLUPS = (
+    "WITH "
+    + ", ".join(
+        f"{table} AS ({_upsert(table, key, types)})"
+        for table, key, types in (
+            ("delivery_rollup", _EVENT_KEY, _EVENT_TYPES),
+            ("delivery_rollup_hourly", _EVENT_KEY, _EVENT_TYPES),
+            ("delivery_rollup_daily", _EVENT_KEY, _EVENT_TYPES),
+            ("delivery_rollup_steps", _STEP_KEY, _KEY_TYPES),
+            ("delivery_rollup_steps_hourly", _STEP_KEY, _KEY_TYPES),
         )
+    )
+    + " SELECT 1"
+)
+
+
+def execute_prepared(sql: str, params: Sequence | dict) -> list[tuple]:
+    """Run a hot statement on Django's connection with server-side binding (binary %b parameters: no
+    quoting in Python) as a prepared statement, planned once per connection; returns its rows."""
+    with connection.cursor() as wrapper, psycopg.Cursor(wrapper.cursor.connection) as cursor:
+        # psycopg's own (C) timestamptz loader: Django's, a Python subclass, only sets the UTC zone the
+        # connection already uses, and cost a tenth of routing's time reading each event's received_at.
+        cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall() if cursor.description else []
 
 
 class _Offered:
@@ -261,10 +294,16 @@ def _json(value: object) -> str | None:
     return None if value is None else json.dumps(value, default=str)
 
 
-def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """Bulk-insert rows with COPY (the fastest path into PostgreSQL)."""
+def copy_rows(
+    table: str, columns: Sequence[str], rows: Iterable[Sequence], types: Sequence[str] = ()
+) -> None:
+    """Bulk-insert rows with COPY (the fastest path into PostgreSQL). Given the columns' types, in binary:
+    psycopg's C dumpers then format the rows, in less than half the time of text."""
+    options = " (FORMAT BINARY)" if types else ""
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor behind Django's wrapper
-        with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN{options}") as copy:
+            if types:
+                copy.set_types(types)
             for row in rows:
                 copy.write_row(row)

@@ -219,7 +219,8 @@ def test_events_whose_routing_message_was_lost_are_routed_once_by_the_sweeper(
             f"{live_server.url}/v1/batch", json={"batch": batch}, headers=auth(source.write_key)
         )
         assert answer.status_code == 200
-    assert app.control.purge() >= 3  # ... and they are lost with the broker's queue
+    # ... and they are lost with the broker's queue (one message: the two later requests found it pending)
+    assert app.control.purge() >= 1
     celery_worker.start()
     time.sleep(routing.UNROUTED_AFTER.total_seconds())
     routing.sweep_unrouted()  # a second sweeper racing the worker's own beat
