@@ -102,7 +102,7 @@ def fill_derived() -> None:
 
 def bench_database_url() -> str:
     """The bench database's URL, creating the database if needed (never the development database)."""
-    from overview import embedded
+    from devtools import embedded
 
     data_dir = Path(os.environ.get("DELIVERY_DATA_DIR", ROOT / ".data")).resolve()
     base = os.environ.get("BENCH_DATABASE_URL") or embedded.postgres_url(data_dir)

@@ -33,7 +33,7 @@ def bench_database_url() -> str:
     """Create the bench database afresh on the configured (or embedded) server; return its URL."""
     import psycopg
 
-    from overview import embedded
+    from devtools import embedded
 
     data_dir = Path(os.environ["DELIVERY_DATA_DIR"])
     base = os.environ.get("DATABASE_URL") or embedded.postgres_url(data_dir)
@@ -71,7 +71,7 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from overview import embedded
+    from devtools import embedded
 
     own_redis = not os.environ.get("CELERY_BROKER_URL")
     if own_redis:

@@ -48,7 +48,7 @@ def data_dir() -> Path:
 
 def server_url() -> str:
     """The PostgreSQL server to use: DATABASE_URL's, else the embedded one."""
-    from overview import embedded
+    from devtools import embedded
 
     return os.environ.get("DATABASE_URL") or embedded.postgres_url(data_dir())
 
@@ -202,7 +202,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "overview.settings")
     os.environ["CELERY_KEY_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}:"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    from overview import embedded
+    from devtools import embedded
 
     # A Redis of the bench's own unless one is configured, so no other stack can stop it mid-run.
     own_redis = None if os.environ.get("CELERY_BROKER_URL") else data_dir() / "bench-ingest"

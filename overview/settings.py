@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 import plotly
 
-from overview import embedded
+from devtools import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "delivery",
     "overview",
+    "devtools",
 ]
 
 MIDDLEWARE = [

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from delivery import partitions
-from overview import embedded
+from devtools import embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:8]

@@ -17,8 +17,8 @@ from django.db import connection, transaction
 from delivery import batching, delivering, http, recording
 from delivery.models import Destination, Mapping
 from delivery.recording import Tally, Where
-from delivery.sandbox import SandboxServer
 from delivery.steps import Step
+from devtools.sandbox import SandboxServer
 from tests.factories import make_destination, make_mapping, make_source, make_workspace
 
 CIO_AUTH = {"site_id": "site-123", "api_key": "api-key-456"}

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from delivery.sandbox import SandboxServer, partial_rejections
+from devtools.sandbox import SandboxServer, partial_rejections
 from tests.conftest import RUN_ID, Worker, wait_until
 from tests.delivery.test_delivery import counts, outcomes, samples, setup_destination, steps_of, track
 

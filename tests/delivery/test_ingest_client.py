@@ -6,7 +6,7 @@ from segment.analytics import Client
 from segment.analytics.request import APIError
 
 from delivery.models import Event
-from delivery.sandbox import SandboxServer
+from devtools.sandbox import SandboxServer
 from tests.conftest import wait_until
 from tests.delivery.test_ingest import step_counts
 from tests.delivery.test_routing import outcome_counts

@@ -11,7 +11,7 @@ from django.db import connection
 
 from delivery import routing
 from delivery.models import Event, Outcome
-from delivery.sandbox import SandboxServer
+from devtools.sandbox import SandboxServer
 from overview.celery import app
 from tests.conftest import wait_until
 from tests.delivery.test_ingest import auth, step_counts, track

@@ -10,7 +10,7 @@ from delivery import delivering, http
 from delivery.destinations import InvalidSettings
 from delivery.destinations.webhook import WebhookAdapter, WebhookSettings
 from delivery.multistatus import Error, InvalidEvent, Success
-from delivery.sandbox import SandboxServer, partial_rejections
+from devtools.sandbox import SandboxServer, partial_rejections
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from delivery.models import Rollup
 from delivery.recording import Tally, Where
-from delivery.sandbox import SandboxServer
 from delivery.steps import Step
+from devtools.sandbox import SandboxServer
 from overview import alerts, notify
 from overview.models import AlertRule, ChannelDelivery, Incident, Notification
 from overview.tasks import send_notification

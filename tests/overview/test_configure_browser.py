@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from delivery.models import Destination, Mapping, Source
 from delivery.recording import Tally, Where
-from delivery.sandbox import SandboxServer
 from delivery.steps import Step
+from devtools.sandbox import SandboxServer
 from overview import alerts, notify
 from overview.models import AlertRule
 from tests.browser import PASSWORD, open_page

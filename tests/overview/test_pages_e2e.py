@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 
 from delivery.recording import Tally, Where
-from delivery.sandbox import SandboxServer, partial_rejections
 from delivery.steps import Step
+from devtools.sandbox import SandboxServer, partial_rejections
 from tests.conftest import wait_until
 from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
 from tests.overview.test_pages import card

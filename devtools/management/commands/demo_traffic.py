@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from overview.demo import run_traffic
+from devtools.demo import run_traffic
 
 
 class Command(BaseCommand):

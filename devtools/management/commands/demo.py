@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from overview import demo, embedded
+from devtools import demo, embedded
 
 
 class Command(BaseCommand):

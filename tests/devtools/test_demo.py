@@ -5,7 +5,7 @@ import random
 from django.test import Client
 
 from delivery.models import Destination, Mapping, Source, Workspace
-from overview import demo
+from devtools import demo
 
 
 def test_demo_setup_wires_two_sources_to_three_destinations_and_its_login_works(db):

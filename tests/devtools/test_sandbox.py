@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from delivery.sandbox import SandboxServer, partial_rejections
+from devtools.sandbox import SandboxServer, partial_rejections
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = ("site-123", "api-key-456")
@@ -411,7 +411,7 @@ import django
 from django.conf import settings
 settings.configure()
 django.setup()
-from delivery.management.commands.sandbox_destination import Command
+from devtools.management.commands.sandbox_destination import Command
 Command().run_from_argv(["manage.py", "sandbox_destination", "--port", "0"])
 """
 

@@ -1,10 +1,10 @@
-"""Run the sandbox destination (delivery.sandbox) in the foreground for the demo and local testing."""
+"""Run the sandbox destination (devtools.sandbox) in the foreground for the demo and local testing."""
 
 import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from delivery.sandbox import serve_forever
+from devtools.sandbox import serve_forever
 
 
 class Command(BaseCommand):
