@@ -16,6 +16,7 @@ from django.db import OperationalError, connection, transaction
 
 from delivery import partitions
 from devtools import embedded
+from devtools.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:8]
@@ -167,6 +168,20 @@ def celery_worker(_session_worker: Worker, transactional_db) -> Worker:
     if _session_worker.process.poll() is not None:
         _session_worker.start()
     return _session_worker
+
+
+@pytest.fixture(scope="session")
+def _session_sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(_session_sandbox: SandboxServer) -> SandboxServer:
+    """The sandbox destination, a real local HTTP server; each test starts with every slot reset
+    (a slot named after a profile runs it, any other is healthy) and an empty request log."""
+    _session_sandbox.reset()
+    return _session_sandbox
 
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

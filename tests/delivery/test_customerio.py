@@ -10,15 +10,9 @@ from delivery import delivering, http
 from delivery.destinations import InvalidSettings
 from delivery.destinations.customerio import CustomerIOAdapter, CustomerIOSettings, default_endpoint
 from delivery.multistatus import InvalidEvent, Success
-from devtools.sandbox import SandboxServer, partial_rejections
+from devtools.sandbox import partial_rejections
 
 AUTH = {"site_id": "site-123", "api_key": "api-key-456"}
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,6 @@ from delivery import batching, delivering, http, recording
 from delivery.models import Destination, Mapping
 from delivery.recording import Tally, Where
 from delivery.steps import Step
-from devtools.sandbox import SandboxServer
 from tests.factories import make_destination, make_mapping, make_source, make_workspace
 
 CIO_AUTH = {"site_id": "site-123", "api_key": "api-key-456"}
@@ -154,12 +153,6 @@ def setup_destination(endpoint: str, kind: str = "webhook", fields: dict | None 
 
 
 # --- tests ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from devtools.sandbox import SandboxServer, partial_rejections
+from devtools.sandbox import partial_rejections
 from tests.conftest import RUN_ID, Worker, wait_until
 from tests.delivery.test_delivery import counts, outcomes, samples, setup_destination, steps_of, track
 
@@ -42,12 +42,6 @@ def delivery_worker(request, django_db_setup, django_db_blocker):
     worker.start()
     yield worker
     worker.stop()
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
 
 
 @pytest.fixture

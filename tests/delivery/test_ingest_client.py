@@ -6,7 +6,6 @@ from segment.analytics import Client
 from segment.analytics.request import APIError
 
 from delivery.models import Event
-from devtools.sandbox import SandboxServer
 from tests.conftest import wait_until
 from tests.delivery.test_ingest import step_counts
 from tests.delivery.test_routing import outcome_counts
@@ -66,10 +65,9 @@ def test_the_client_reads_our_error_for_an_unknown_write_key(live_server, source
     assert error.message == "Unknown write key: no source has this write key."
 
 
-@pytest.fixture(scope="module")
-def endpoint():
-    with SandboxServer() as sandbox:
-        yield f"{sandbox.url}/client-e2e/webhook"
+@pytest.fixture
+def endpoint(sandbox):
+    return f"{sandbox.url}/client-e2e/webhook"
 
 
 @pytest.mark.e2e

@@ -11,7 +11,6 @@ from django.db import connection
 
 from delivery import routing
 from delivery.models import Event, Outcome
-from devtools.sandbox import SandboxServer
 from overview.celery import app
 from tests.conftest import wait_until
 from tests.delivery.test_ingest import auth, step_counts, track
@@ -26,11 +25,10 @@ FILTERED = "filtered_at_destination"
 DELIVERY_STEPS = ("queued", "pending_retry", "failed_delivery", "delivered")
 
 
-@pytest.fixture(scope="module")
-def endpoint():
+@pytest.fixture
+def endpoint(sandbox):
     """A healthy destination to deliver to, so that the worker is idle again when a test ends."""
-    with SandboxServer() as sandbox:
-        yield f"{sandbox.url}/routing-e2e/webhook"
+    return f"{sandbox.url}/routing-e2e/webhook"
 
 
 def wait_until_delivered(*destinations) -> None:

@@ -10,13 +10,7 @@ from delivery import delivering, http
 from delivery.destinations import InvalidSettings
 from delivery.destinations.webhook import WebhookAdapter, WebhookSettings
 from delivery.multistatus import Error, InvalidEvent, Success
-from devtools.sandbox import SandboxServer, partial_rejections
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
+from devtools.sandbox import partial_rejections
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devtools.sandbox import SandboxServer, partial_rejections
+from devtools.sandbox import partial_rejections
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH = ("site-123", "api-key-456")
@@ -17,15 +17,8 @@ INTERNAL_ERROR = {"error": "internal error"}
 BAD_GATEWAY = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxServer() as server:
-        yield server
-
-
 @pytest.fixture
 def client(sandbox):
-    sandbox.reset()
     with httpx.Client(base_url=sandbox.url, timeout=5) as http:
         yield http
 

@@ -13,7 +13,6 @@ from django.utils import timezone
 from delivery.models import Rollup
 from delivery.recording import Tally, Where
 from delivery.steps import Step
-from devtools.sandbox import SandboxServer
 from overview import alerts, notify
 from overview.models import AlertRule, ChannelDelivery, Incident, Notification
 from overview.tasks import send_notification
@@ -40,13 +39,6 @@ def orders(n: int) -> list[dict]:
 def finished(destination_id: int, step: Step) -> int:
     rows = Rollup.objects.filter(destination_id=destination_id, mapping_id__isnull=False, step=step)
     return rows.aggregate(n=Sum("count"))["n"] or 0
-
-
-@pytest.fixture
-def sandbox():
-    with SandboxServer() as server:
-        server.configure("warehouse", "healthy")
-        yield server
 
 
 def test_a_destination_that_starts_failing_opens_one_incident_and_recovering_resolves_it(

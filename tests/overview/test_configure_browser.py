@@ -12,7 +12,6 @@ from django.utils import timezone
 from delivery.models import Destination, Mapping, Source
 from delivery.recording import Tally, Where
 from delivery.steps import Step
-from devtools.sandbox import SandboxServer
 from overview import alerts, notify
 from overview.models import AlertRule
 from tests.browser import PASSWORD, open_page
@@ -38,13 +37,6 @@ def log_in(page, live_server, username: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/w/[^/]+/$"))
-
-
-@pytest.fixture
-def sandbox():
-    with SandboxServer() as server:
-        server.configure("warehouse", "healthy")
-        yield server
 
 
 def test_an_owner_sets_everything_up_in_the_browser_and_sees_events_arrive(

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from delivery.recording import Tally, Where
 from delivery.steps import Step
-from devtools.sandbox import SandboxServer, partial_rejections
+from devtools.sandbox import partial_rejections
 from tests.conftest import wait_until
 from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
 from tests.overview.test_pages import card
@@ -42,15 +42,6 @@ def stream() -> list[dict]:
     return [*orders, *identifies, *signups, *anonymous]
 
 
-@pytest.fixture
-def sandbox():
-    with SandboxServer() as server:
-        server.configure("partial", "partial", reject_share=0.2)
-        # Flaky: the first request fails with a 503 (the whole batch waits for a retry), then all is well.
-        server.configure("flaky", "flaky", cycle=["503"] + ["ok"] * 100)
-        yield server
-
-
 def api(client, destination, figure: str, **params) -> object:
     response = client.get(f"/api/v1/destinations/{destination.id}/{figure}/", params)
     assert response.status_code == 200, response.content
@@ -64,6 +55,9 @@ def counts(body: dict) -> dict[str, int]:
 def test_the_page_and_the_api_show_exactly_what_the_pipeline_did(
     celery_worker, live_server, sandbox, client, settings
 ):
+    sandbox.configure("partial", "partial", reject_share=0.2)
+    # Flaky: the first request fails with a 503 (the whole batch waits for a retry), then all is well.
+    sandbox.configure("flaky", "flaky", cycle=["503"] + ["ok"] * 100)
     owner = make_user()
     workspace = make_workspace("Shop", owner=owner)
     web = make_source(workspace, "Web app")
