@@ -4,11 +4,9 @@ read-only fields, values PostgreSQL can store, and the checks the pages share (J
 from collections.abc import Mapping as MappingABC
 
 from django.db import models
-from jsonschema import exceptions as schema_exceptions
-from jsonschema import validators as schema_validators
 from rest_framework import serializers
 
-from delivery import http
+from delivery import http, schema_controls
 
 # ---------------------------------------------------------------------------------------------------
 # Strict fields: bodies are JSON (the API parses nothing else), so a value must have the JSON type its
@@ -89,29 +87,11 @@ class StrictModelSerializer(serializers.ModelSerializer):
 
 
 def check_json_schema(schema: object, what: str) -> None:
-    if not isinstance(schema, dict):
-        raise serializers.ValidationError(f"{what} must be a JSON Schema object.")
-    cls = schema_validators.validator_for(schema, default=schema_validators.Draft202012Validator)
+    """Refuse a schema routing would not use (delivery.schema_controls' rule), saying why."""
     try:
-        cls.check_schema(schema)
-    except schema_exceptions.SchemaError as error:
-        raise serializers.ValidationError(f"{what} is not a valid JSON Schema: {error.message}") from error
-    _only_local_refs(schema, what)
-
-
-def _only_local_refs(schema: object, what: str) -> None:
-    # A remote $ref would make routing fetch URLs chosen by whoever edits the plan.
-    if isinstance(schema, dict):
-        ref = schema.get("$ref")
-        if isinstance(ref, str) and not ref.startswith("#"):
-            raise serializers.ValidationError(
-                f"{what} may only use local references ($ref: '#/...'), not {ref!r}."
-            )
-        for item in schema.values():
-            _only_local_refs(item, what)
-    elif isinstance(schema, list):
-        for item in schema:
-            _only_local_refs(item, what)
+        schema_controls.check_schema(schema, what)
+    except schema_controls.InvalidSchema as error:
+        raise serializers.ValidationError(str(error)) from error
 
 
 def check_endpoint(url: str) -> str:
