@@ -19,7 +19,6 @@ from delivery.multistatus import (
     UNREADABLE,
     InvalidEvent,
     Result,
-    Success,
     error_for_status,
     group_by_index,
     join_messages,
@@ -28,6 +27,7 @@ from delivery.multistatus import (
     unplaced_errors_message,
     unreadable_error,
 )
+from delivery.results import Success
 
 
 @dataclass(frozen=True)

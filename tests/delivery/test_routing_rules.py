@@ -170,24 +170,24 @@ def test_the_gate_checks_disabled_integrations_consent_then_rules_in_that_order(
     }
     rules = [{"action": "drop", "if": {"type": "track"}}]
 
-    assert gate(enabled=False, consent_categories=["ads"], filters=rules).verdict(everything) == (
+    assert gate(enabled=False, consent_categories=["ads"], filters=rules).drop_reason(everything) == (
         "DESTINATION_DISABLED",
         "The destination is disabled.",
     )
-    assert gate(consent_categories=["ads"], filters=rules).verdict(everything) == (
+    assert gate(consent_categories=["ads"], filters=rules).drop_reason(everything) == (
         "FILTERED_BY_INTEGRATIONS_OBJECT",
         "The integrations object has All: false and does not turn this destination on by name.",
     )
     without_integrations = {**everything, "integrations": {}}
-    assert gate(consent_categories=["ads"], filters=rules).verdict(without_integrations) == (
+    assert gate(consent_categories=["ads"], filters=rules).drop_reason(without_integrations) == (
         "FILTERED_BY_END_USER_CONSENT",
         "The end user has not granted consent for: ads.",
     )
-    assert gate(filters=rules).verdict(without_integrations) == (
+    assert gate(filters=rules).drop_reason(without_integrations) == (
         "FILTERED_BY_RULES",
         "Dropped by filter rule 1 (drop when type eq 'track').",
     )
-    assert gate().verdict(without_integrations) == ("", "")
+    assert gate().drop_reason(without_integrations) == ("", "")
 
 
 def test_a_filter_rule_that_cannot_be_read_is_left_out_and_reported():
@@ -197,7 +197,7 @@ def test_a_filter_rule_that_cannot_be_read_is_left_out_and_reported():
     assert [str(error) for error in reported] == [
         "a filter rule's action must be 'drop' or 'keep', not 'explode'"
     ]
-    assert compiled.verdict(ORDER) == (
+    assert compiled.drop_reason(ORDER) == (
         "FILTERED_BY_RULES",
         "Dropped by filter rule 2 (drop when every event).",
     )
@@ -239,7 +239,7 @@ def test_blocked_types_are_discarded_by_event_setting():
     assert reason(src, ORDER) == ""
 
 
-def test_unplanned_and_violating_events_get_the_seeds_codes():
+def test_unplanned_and_violating_events_get_their_own_codes():
     src = source()
     no_context = {k: v for k, v in ORDER.items() if k != "context"}
 
