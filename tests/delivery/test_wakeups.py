@@ -1,6 +1,8 @@
 """Wake-ups: routing requests coalesced while a routing task is pending, and every pipeline task
 published on its own queue under the name beat and deployed workers know it by."""
 
+import time
+
 import pytest
 
 from delivery import ingest, tasks, wakeups
@@ -44,3 +46,50 @@ def test_routing_wake_ups_are_coalesced_while_one_routing_task_is_pending(db):
         wakeups.request_routing([3])  # so the next request publishes again
         assert redis.llen("route") == 2
         assert app.control.purge() == 2
+
+
+def deliver_queue_length() -> int:
+    with wakeups.broker() as broker:
+        return broker.default_channel.client.llen(wakeups.DELIVER_QUEUE)  # with this run's key prefix
+
+
+def set_marker(pair: tuple[int, int], value: float) -> None:
+    with wakeups.broker() as broker:
+        broker.default_channel.client.set(wakeups.marker_key(pair), value)
+
+
+def test_a_pair_gets_one_waiting_delivery_task_however_often_it_is_asked_for():
+    pair, other = (900_001, 1), (900_001, 2)
+    app.control.purge()
+    wakeups.delivery_started(pair)
+    wakeups.delivery_started(other)
+
+    wakeups.request_delivery([pair, other])
+    wakeups.request_delivery([pair])
+    assert deliver_queue_length() == 2
+    assert wakeups.marked_at(pair) is not None
+
+    wakeups.delivery_started(pair)  # the task runs: the next request publishes again
+    assert wakeups.marked_at(pair) is None
+    wakeups.request_delivery([pair])
+    assert deliver_queue_length() == 3
+    assert app.control.purge() == 3
+    wakeups.delivery_started(pair)
+    wakeups.delivery_started(other)
+
+
+def test_the_sweeper_overrides_only_a_marker_older_than_its_threshold():
+    pair = (900_002, 1)
+    app.control.purge()
+    set_marker(pair, time.time() - 5)
+
+    wakeups.request_delivery([pair], force_after=30)
+    assert deliver_queue_length() == 0  # a task published 5 s ago still waits
+    assert wakeups.marked_at(pair) < time.time() - 4
+
+    set_marker(pair, time.time() - 60)
+    wakeups.request_delivery([pair], force_after=30)
+    assert deliver_queue_length() == 1  # that one was lost: publish again, and mark it now
+    assert wakeups.marked_at(pair) > time.time() - 2
+    assert app.control.purge() == 1
+    wakeups.delivery_started(pair)
