@@ -234,7 +234,8 @@ def consent_allows(message: dict, required: frozenset[str]) -> bool:
 
 @dataclass(frozen=True)
 class Gate:
-    """A destination's checks before its mappings, in the order the record contract fixes."""
+    """A destination's checks before its mappings, in a fixed order: disabled, integrations object, consent,
+    filter rules (the first that drops the event gives its reason)."""
 
     enabled: bool
     names: frozenset[str]

@@ -133,7 +133,7 @@ def route_events(event_ids: list[int]) -> int:
     return len(events)
 
 
-def route_woken(event_ids: list[int]) -> int:
+def route_requested(event_ids: list[int]) -> int:
     """What a routing task does: mark routing started, route, and ask for a follow-up when the batch was
     full (more may wait: another worker can take them meanwhile). See `delivery.wakeups`."""
     wakeups.routing_started()  # before the claim: see wakeups' docstring

@@ -10,7 +10,7 @@ from delivery import batching, partitions, routing
 def route_events(event_ids: list[int]) -> None:
     """Route newly received events (these first, then any other unrouted ones) to their destinations and
     mappings."""
-    routing.route_woken(event_ids)
+    routing.route_requested(event_ids)
 
 
 @shared_task
