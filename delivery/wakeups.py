@@ -85,7 +85,7 @@ def routing_started() -> None:
 
 def publish_routing(event_ids: list[int], **options) -> None:
     """Publish a routing task for these events, whatever is pending (a follow-up, the sweeper)."""
-    current_app.send_task(ROUTE_TASK, (event_ids,), queue=TASK_QUEUES[ROUTE_TASK], **options)
+    _publish(ROUTE_TASK, (event_ids,), **options)
 
 
 # --- delivery --------------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def request_delivery(pairs: Iterable[Pair], force_after: float | None = None) ->
             pair for pair in pairs if mark(keys=[marker_key(pair)], args=[now, force, MARKER_TTL_SECONDS])
         ]
     for destination_id, mapping_id in marked:  # published on connections of their own, from the same pool
-        current_app.send_task(DELIVER_TASK, (destination_id, mapping_id), queue=TASK_QUEUES[DELIVER_TASK])
+        _publish(DELIVER_TASK, (destination_id, mapping_id))
 
 
 def delivery_started(pair: Pair) -> None:
@@ -116,6 +116,13 @@ def marked_at(pair: Pair) -> float | None:
         client = connection.default_channel.client
         marked = client.register_script(_READ)(keys=[marker_key(pair)])
     return None if marked is None else float(marked)
+
+
+def _publish(task: str, args: tuple, **options) -> None:
+    """Send a task message by name with what `task.delay` would give it: its queue, and the app's
+    ignore_result (nothing here imports the task itself: see the module's docstring)."""
+    ignore_result = current_app.conf.task_ignore_result
+    current_app.send_task(task, args, queue=TASK_QUEUES[task], ignore_result=ignore_result, **options)
 
 
 def marker_key(pair: Pair) -> str:
