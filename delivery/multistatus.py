@@ -20,9 +20,6 @@ from delivery.http import Answer
 from delivery.reasons import STATUS_REASONS, Reason
 from delivery.results import Error, ErrorType, Result
 
-# Status codes the discard catalogue describes one by one; other 4xx are MESSAGE_REJECTED and other
-# 5xx INTERNAL (see `reason_for_status`).
-CATALOGUE_STATUSES = frozenset(STATUS_REASONS)
 # How much of an answer body is kept with a result (samples show it to operators).
 RESPONSE_TEXT_LIMIT = 2000
 
@@ -42,6 +39,8 @@ def error_type_for_status(status: int | None) -> ErrorType:
 
 
 def reason_for_status(status: int) -> Reason | str:
+    """The catalogue's own entry for the statuses it describes one by one (reasons.STATUS_REASONS); other
+    4xx are MESSAGE_REJECTED and other 5xx INTERNAL."""
     if status in STATUS_REASONS:
         return STATUS_REASONS[status]
     if 400 <= status < 500:
