@@ -16,10 +16,11 @@ from django.db import transaction
 
 from delivery import http, outbox, retries
 from delivery.destinations import Adapter, InvalidSettings, adapter_for
-from delivery.multistatus import Error, ErrorType, PreparedBatch, Result, transport_error
+from delivery.multistatus import PreparedBatch, transport_error
 from delivery.outbox import Claim, Claimed
 from delivery.reasons import Reason
 from delivery.recording import SampleBatch, Tally
+from delivery.results import Error, ErrorType, Result
 from delivery.steps import Step
 
 log = logging.getLogger(__name__)

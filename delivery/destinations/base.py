@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 from delivery import retries
 from delivery.http import Answer, OutboundRequest
-from delivery.multistatus import UNREADABLE, Error, Result, error_for_status, read_json, whole_answer
+from delivery.multistatus import UNREADABLE, error_for_status, read_json, whole_answer
 from delivery.paths import MISSING, lookup
+from delivery.results import Error, Result
 
 
 class InvalidSettings(Exception):

@@ -19,10 +19,7 @@ from delivery.destinations.base import Adapter, InvalidSettings, KindSettings, m
 from delivery.http import Answer, OutboundRequest
 from delivery.multistatus import (
     UNREADABLE,
-    Error,
-    ErrorType,
     InvalidEvent,
-    Result,
     error_for_status,
     group_by_index,
     join_messages,
@@ -32,7 +29,7 @@ from delivery.multistatus import (
     unreadable_error,
 )
 from delivery.reasons import Reason
-from delivery.results import Success
+from delivery.results import Error, ErrorType, Result, Success
 
 REGION_ENDPOINTS = {"US": "https://track.customer.io", "EU": "https://track-eu.customer.io"}
 BATCH_PATH = "/api/v2/batch"

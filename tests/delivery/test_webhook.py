@@ -9,8 +9,8 @@ from werkzeug import Response
 from delivery import delivering, http
 from delivery.destinations import InvalidSettings
 from delivery.destinations.webhook import WebhookAdapter, WebhookSettings
-from delivery.multistatus import Error, InvalidEvent
-from delivery.results import Success
+from delivery.multistatus import InvalidEvent
+from delivery.results import Error, Success
 from delivery.sandbox import SandboxServer, partial_rejections
 
 
