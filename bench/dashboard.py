@@ -165,7 +165,7 @@ def fill(now: dt.datetime, seed: int = 7) -> dict:
     from django.db import connection, transaction
 
     from delivery.models import Destination, Mapping, Membership, Source, Workspace
-    from delivery.recording import copy_rows
+    from delivery.sql import copy_rows
 
     with connection.cursor() as cursor:
         cursor.execute(

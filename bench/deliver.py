@@ -190,7 +190,8 @@ def feed(source, destination, mapping, start: int, n: int) -> None:
     """n events and their queued outcomes, as ingestion + routing write them (COPY, one transaction)."""
     from django.db import connection, transaction
 
-    from delivery.recording import Tally, Where, copy_rows
+    from delivery.recording import Tally, Where
+    from delivery.sql import copy_rows
     from delivery.steps import Step
 
     now = dt.datetime.now(dt.UTC)

@@ -1,14 +1,16 @@
-"""The discard catalogue: for every reason code an event can be dropped with, at each pipeline step,
-what happened and what the operator can do about it. Shown in discard tables, samples and the API."""
+"""The discard catalogue: for every reason code an event can be dropped with (delivery.reasons.Reason), at
+each pipeline step, what happened and what the operator can do about it. Shown in discard tables,
+samples and the API."""
 
 from dataclasses import dataclass, replace
 
+from delivery.reasons import Reason
 from delivery.steps import Step
 
 
 @dataclass(frozen=True)
 class DiscardReason:
-    code: str
+    code: Reason | str  # a Reason; the generic entry of a code the catalogue does not know keeps it as is
     step: Step
     label: str
     what_happened: str
@@ -30,147 +32,147 @@ _CHECK_CONSENT = (
 _ENTRIES: list[DiscardReason] = [
     # Failed on ingest: the tracking API received the request but validation rejected the message(s).
     DiscardReason(
-        "empty_batch_result",
+        Reason.EMPTY_BATCH_RESULT,
         _INGEST,
         "Empty batch result",
         "The batch was read, but no message in it was left to accept once each one had been processed.",
         "Check how the client builds its batches; the samples show the payloads that arrived.",
     ),
     DiscardReason(
-        "source_disabled",
+        Reason.SOURCE_DISABLED,
         _INGEST,
         "Source disabled",
         "The source the write key belongs to is disabled, so its events are not accepted.",
         "Enable the source in its settings if it should be sending events again.",
     ),
     DiscardReason(
-        "empty_batch",
+        Reason.EMPTY_BATCH,
         _INGEST,
         "Batch is empty",
         "A batch request arrived with no messages in its batch array.",
         "Check that the client only flushes batches that hold at least one message.",
     ),
     DiscardReason(
-        "multi_user_error",
+        Reason.MULTI_USER_ERROR,
         _INGEST,
         "Error in part of a batch",
         "Some messages in the batch failed validation; only the messages without errors were accepted.",
         "Look at each rejected message in the samples for its own error and fix the client accordingly.",
     ),
     DiscardReason(
-        "no_user_anon_id",
+        Reason.NO_USER_ANON_ID,
         _INGEST,
         "No userId or anonymousId",
         "The message carried neither a userId nor an anonymousId.",
         "Make the client set a userId, an anonymousId, or both on every message.",
     ),
     DiscardReason(
-        "event_not_defined",
+        Reason.EVENT_NOT_DEFINED,
         _INGEST,
         "Event name missing",
         "A track message had no event name.",
         "Make every track call pass an event name.",
     ),
     DiscardReason(
-        "event_not_string",
+        Reason.EVENT_NOT_STRING,
         _INGEST,
         "Event name not a string",
         "A track message's event field was not a string.",
         "Send the event name as a string.",
     ),
     DiscardReason(
-        "properties_not_object",
+        Reason.PROPERTIES_NOT_OBJECT,
         _INGEST,
         "Properties not an object",
         "The properties field was present but was not a JSON object.",
         "Send properties as a JSON object of key/value pairs, or leave the field out.",
     ),
     DiscardReason(
-        "traits_not_object",
+        Reason.TRAITS_NOT_OBJECT,
         _INGEST,
         "Traits not an object",
         "The traits field was present but was not a JSON object.",
         "Send traits as a JSON object of key/value pairs, or leave the field out.",
     ),
     DiscardReason(
-        "name_not_string",
+        Reason.NAME_NOT_STRING,
         _INGEST,
         "Name must be a non-empty string",
         "A page or screen message had a name that was empty or not a string.",
         "Send the page or screen name as a non-empty string, or leave the field out.",
     ),
     DiscardReason(
-        "category_not_string",
+        Reason.CATEGORY_NOT_STRING,
         _INGEST,
         "Category must be a non-empty string",
         "A page or screen message had a category that was empty or not a string.",
         "Send the category as a non-empty string, or leave the field out.",
     ),
     DiscardReason(
-        "id_required",
+        Reason.ID_REQUIRED,
         _INGEST,
         "Identifier missing",
         "The message had no identifier: every message needs a userId, an anonymousId, or both.",
         "Make the client set a userId or an anonymousId on every message.",
     ),
     DiscardReason(
-        "id_not_string",
+        Reason.ID_NOT_STRING,
         _INGEST,
         "Identifier not a string",
         "The userId or anonymousId was an empty string or not a string.",
         "Send identifiers as non-empty strings (convert numeric ids to strings in the client).",
     ),
     DiscardReason(
-        "consent_categorypreferences_should_exist",
+        Reason.CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST,
         _INGEST,
         "Consent category preferences missing",
         "A consent preference update event had no context.consent.categoryPreferences object.",
         _CHECK_CONSENT,
     ),
     DiscardReason(
-        "consent_categorypreferences_fields_should_be_object",
+        Reason.CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_OBJECT,
         _INGEST,
         "Consent category preferences not an object",
         "A consent preference update event had context.consent.categoryPreferences, but not as an object.",
         _CHECK_CONSENT,
     ),
     DiscardReason(
-        "consent_categorypreferences_fields_should_be_bool",
+        Reason.CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_BOOL,
         _INGEST,
         "Consent category preference not true/false",
         "A consent category in context.consent.categoryPreferences had a value other than true or false.",
         _CHECK_CONSENT,
     ),
     DiscardReason(
-        "device_advertisingid_should_be_string",
+        Reason.DEVICE_ADVERTISINGID_SHOULD_BE_STRING,
         _INGEST,
         "Device advertisingId not a string",
         "context.device.advertisingId was present but was not a string.",
         "Send the advertising id as a string, or leave it out.",
     ),
     DiscardReason(
-        "consent_version_should_be_number",
+        Reason.CONSENT_VERSION_SHOULD_BE_NUMBER,
         _INGEST,
         "Consent version not a number",
         "The consent version on a consent event was not a number.",
         _CHECK_CONSENT,
     ),
     DiscardReason(
-        "bad_request",
+        Reason.BAD_REQUEST_BODY,
         _INGEST,
         "Could not decode payload",
         "The request body could not be decoded: wrong content type, malformed JSON, or a broken encoding.",
         "Send a well-formed JSON body with the header Content-Type: application/json.",
     ),
     DiscardReason(
-        "BAD_REQUEST",
+        Reason.BAD_REQUEST,
         _INGEST,
         "Could not parse request",
         "The request's content type is not supported, or its body could not be parsed.",
         "Send a well-formed JSON body with the header Content-Type: application/json.",
     ),
     DiscardReason(
-        "unknown_source",
+        Reason.UNKNOWN_SOURCE,
         _INGEST,
         "Unknown write key",
         "The request had no write key, or its write key does not belong to any source.",
@@ -178,21 +180,21 @@ _ENTRIES: list[DiscardReason] = [
     ),
     # Failed on ingest, checks this product adds.
     DiscardReason(
-        "unsupported_type",
+        Reason.UNSUPPORTED_TYPE,
         _INGEST,
         "Unsupported message type",
         "The message type was not one of track, identify, page, screen, group or alias.",
         "Send one of the supported message types, or post to the endpoint that matches the call.",
     ),
     DiscardReason(
-        "invalid_timestamp",
+        Reason.INVALID_TIMESTAMP,
         _INGEST,
         "Invalid timestamp",
         "timestamp, sentAt or originalTimestamp was not a date that could be read as ISO 8601.",
         "Send dates as ISO 8601 strings with a time zone, such as 2024-05-01T12:00:00Z.",
     ),
     DiscardReason(
-        "message_too_large",
+        Reason.MESSAGE_TOO_LARGE,
         _INGEST,
         "Message too large",
         "A single message was larger than 32 KB, the most the tracking API accepts for one message.",
@@ -200,7 +202,7 @@ _ENTRIES: list[DiscardReason] = [
     ),
     # Filtered at source: dropped by the source's schema controls or its tracking plan.
     DiscardReason(
-        "common_schema_violation",
+        Reason.COMMON_SCHEMA_VIOLATION,
         _AT_SOURCE,
         "Common schema violation",
         "The event broke the common JSON schema of the source's tracking plan.",
@@ -208,14 +210,14 @@ _ENTRIES: list[DiscardReason] = [
         "schema to allow it, or relax the source's schema settings so violations are not blocked.",
     ),
     DiscardReason(
-        "event_setting",
+        Reason.EVENT_SETTING,
         _AT_SOURCE,
         "Blocked by event setting",
         "The source is set to discard events of this type or name.",
         "Review the source's schema settings and unblock this event if it should flow.",
     ),
     DiscardReason(
-        "schema_violation",
+        Reason.SCHEMA_VIOLATION,
         _AT_SOURCE,
         "Schema violation",
         "The event broke the tracking plan's JSON schema, and the source is set to block such events.",
@@ -223,14 +225,14 @@ _ENTRIES: list[DiscardReason] = [
         "schema for it, or relax the source's schema settings so violations are not blocked.",
     ),
     DiscardReason(
-        "unplanned",
+        Reason.UNPLANNED,
         _AT_SOURCE,
         "Unplanned event",
         "The event is not in the source's tracking plan, and the source is set to block unplanned events.",
         "Add the event to the tracking plan, or allow unplanned events in the source's schema settings.",
     ),
     DiscardReason(
-        "unplanned_and_schema_violation",
+        Reason.UNPLANNED_AND_SCHEMA_VIOLATION,
         _AT_SOURCE,
         "Unplanned event and schema violation",
         "The event is not in the tracking plan and also broke the plan's JSON schema; the source blocks "
@@ -240,7 +242,7 @@ _ENTRIES: list[DiscardReason] = [
     ),
     # Filtered at destination: dropped while routing, before any request to the destination.
     DiscardReason(
-        "FILTERED_BY_RULES",
+        Reason.FILTERED_BY_RULES,
         _AT_DESTINATION,
         "Filtered by rules",
         "The event matched one of the destination's filter rules, which drops it.",
@@ -248,7 +250,7 @@ _ENTRIES: list[DiscardReason] = [
         "matches these events.",
     ),
     DiscardReason(
-        "FILTERED_BY_INTEGRATIONS_OBJECT",
+        Reason.FILTERED_BY_INTEGRATIONS_OBJECT,
         _AT_DESTINATION,
         "Filtered by integrations object",
         "The message's integrations object turned this destination off (by its name, or with All: false).",
@@ -256,14 +258,14 @@ _ENTRIES: list[DiscardReason] = [
         "integrations object.",
     ),
     DiscardReason(
-        "UNKNOWN_INTEGRATION",
+        Reason.UNKNOWN_INTEGRATION,
         _AT_DESTINATION,
         "Unknown integration",
         "The message's integrations object names a destination that is not known to the pipeline.",
         "Correct the names in the client's integrations object so they match destination names exactly.",
     ),
     DiscardReason(
-        "MESSAGE_SENT_CLIENT_SIDE",
+        Reason.MESSAGE_SENT_CLIENT_SIDE,
         _AT_DESTINATION,
         "Sent client side",
         "The client already sent this event straight from the app or website to the destination.",
@@ -271,7 +273,7 @@ _ENTRIES: list[DiscardReason] = [
         "delivered here.",
     ),
     DiscardReason(
-        "UNSUPPORTED_EVENT_TYPE",
+        Reason.UNSUPPORTED_EVENT_TYPE,
         _AT_DESTINATION,
         "Unsupported event type",
         "The destination does not accept events of this type, so it was not routed there.",
@@ -279,28 +281,28 @@ _ENTRIES: list[DiscardReason] = [
         "expected it to receive these.",
     ),
     DiscardReason(
-        "INVALID_SETTINGS",
+        Reason.INVALID_SETTINGS,
         _AT_DESTINATION,
         "Invalid settings",
         "The destination lacks one or more settings that this event type needs.",
         "Fill in the missing settings on the destination.",
     ),
     DiscardReason(
-        "INTERNAL",
+        Reason.INTERNAL,
         _AT_DESTINATION,
         "Internal error",
         "Something went wrong inside the pipeline while routing the event to this destination.",
         "Look in the pipeline's logs around the times of the samples for the underlying error.",
     ),
     DiscardReason(
-        "NO_MATCHING_MAPPING",
+        Reason.NO_MATCHING_MAPPING,
         _AT_DESTINATION,
         "No matching mapping",
         "None of the destination's mappings has a trigger that accepts this event.",
         "Add a mapping whose trigger matches the event if the destination should receive it.",
     ),
     DiscardReason(
-        "FILTERED_AT_MAPPING",
+        Reason.FILTERED_AT_MAPPING,
         _AT_DESTINATION,
         "Filtered at mapping",
         "This mapping's trigger did not match the event. The destination may still have received it "
@@ -308,7 +310,7 @@ _ENTRIES: list[DiscardReason] = [
         "Nothing to do if the event is meant for another mapping; otherwise widen this mapping's trigger.",
     ),
     DiscardReason(
-        "FILTERED_BY_END_USER_CONSENT",
+        Reason.FILTERED_BY_END_USER_CONSENT,
         _AT_DESTINATION,
         "Filtered by end-user consent",
         "The user's consent preferences on the message do not allow sending it to this destination.",
@@ -316,7 +318,7 @@ _ENTRIES: list[DiscardReason] = [
         "destination belongs to and the preferences the client sends.",
     ),
     DiscardReason(
-        "FAILED_DATA_ENCRYPTION",
+        Reason.FAILED_DATA_ENCRYPTION,
         _AT_DESTINATION,
         "Data encryption failed",
         "Encrypting fields of the event failed, or the encrypted values could not be sent.",
@@ -324,14 +326,14 @@ _ENTRIES: list[DiscardReason] = [
     ),
     # Filtered at destination, reasons this product adds.
     DiscardReason(
-        "MAPPING_DISABLED",
+        Reason.MAPPING_DISABLED,
         _AT_DESTINATION,
         "Mapping disabled",
         "A mapping whose trigger matches the event is disabled, so it did not send the event.",
         "Enable the mapping on the destination's Mappings page if it should send these events.",
     ),
     DiscardReason(
-        "DESTINATION_DISABLED",
+        Reason.DESTINATION_DISABLED,
         _AT_DESTINATION,
         "Destination disabled",
         "The destination was disabled when the event was routed, so nothing was sent to it.",
@@ -339,7 +341,7 @@ _ENTRIES: list[DiscardReason] = [
     ),
     # Failed delivery: the request to the destination failed, or the destination refused the events.
     DiscardReason(
-        "INVALID_SETTINGS",
+        Reason.INVALID_SETTINGS,
         _DELIVERY,
         "Invalid settings",
         "The event could not be sent because a setting the destination needs for this event type is "
@@ -347,7 +349,7 @@ _ENTRIES: list[DiscardReason] = [
         "Review the destination's settings and fill in or correct what it needs.",
     ),
     DiscardReason(
-        "429",
+        Reason.HTTP_429,
         _DELIVERY,
         "429 Too Many Requests",
         "The destination rate-limited the pipeline: too many requests in too short a time.",
@@ -356,7 +358,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "EREFUSED",
+        Reason.EREFUSED,
         _DELIVERY,
         "Connection refused",
         "The destination's server refused the connection.",
@@ -365,7 +367,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "UNSUPPORTED_EVENT_TYPE",
+        Reason.UNSUPPORTED_EVENT_TYPE,
         _DELIVERY,
         "Unsupported event type",
         "The destination answered that it does not support this event type.",
@@ -373,7 +375,7 @@ _ENTRIES: list[DiscardReason] = [
         "mapping trigger.",
     ),
     DiscardReason(
-        "MESSAGE_REJECTED",
+        Reason.MESSAGE_REJECTED,
         _DELIVERY,
         "Message rejected",
         "The destination blocked the event.",
@@ -381,7 +383,7 @@ _ENTRIES: list[DiscardReason] = [
         "of every field.",
     ),
     DiscardReason(
-        "400",
+        Reason.HTTP_400,
         _DELIVERY,
         "400 Bad Request",
         "The destination's API rejected the payload as invalid.",
@@ -389,7 +391,7 @@ _ENTRIES: list[DiscardReason] = [
         "mapping or the event.",
     ),
     DiscardReason(
-        "BAD_REQUEST",
+        Reason.BAD_REQUEST,
         _DELIVERY,
         "Bad request",
         "The destination's API rejected the payload as invalid.",
@@ -397,7 +399,7 @@ _ENTRIES: list[DiscardReason] = [
         "mapping or the event.",
     ),
     DiscardReason(
-        "ETIMEDOUT",
+        Reason.ETIMEDOUT,
         _DELIVERY,
         "Timed out",
         "The destination did not answer in time.",
@@ -406,7 +408,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "ENOTFOUND",
+        Reason.ENOTFOUND,
         _DELIVERY,
         "Host not found",
         "The destination's host name could not be resolved: the address does not exist or is mistyped.",
@@ -414,7 +416,7 @@ _ENTRIES: list[DiscardReason] = [
         "pipeline's hosts can resolve it.",
     ),
     DiscardReason(
-        "INTERNAL",
+        Reason.INTERNAL,
         _DELIVERY,
         "Internal error",
         "There was a problem connecting to the destination's server.",
@@ -422,7 +424,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "404",
+        Reason.HTTP_404,
         _DELIVERY,
         "404 Not Found",
         "The destination could not find what the request asked for.",
@@ -430,14 +432,14 @@ _ENTRIES: list[DiscardReason] = [
         "object may have been moved or deleted).",
     ),
     DiscardReason(
-        "307",
+        Reason.HTTP_307,
         _DELIVERY,
         "307 Temporary Redirect",
         "The destination answered with a redirect to another address instead of accepting the events.",
         "Set the destination's URL to the address the redirect points to (the sample's Location header).",
     ),
     DiscardReason(
-        "502",
+        Reason.HTTP_502,
         _DELIVERY,
         "502 Bad Gateway",
         "A gateway in front of the destination got an invalid answer from the server behind it.",
@@ -445,7 +447,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "503",
+        Reason.HTTP_503,
         _DELIVERY,
         "503 Service Unavailable",
         "The destination could not handle the request at that moment.",
@@ -453,7 +455,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "RETRY",
+        Reason.RETRY,
         _DELIVERY,
         "Retry",
         "The first request failed and was sent again.",
@@ -461,7 +463,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "401",
+        Reason.HTTP_401,
         _DELIVERY,
         "401 Unauthorized",
         "The destination refused the credentials: they are invalid or have expired.",
@@ -469,7 +471,7 @@ _ENTRIES: list[DiscardReason] = [
         "settings.",
     ),
     DiscardReason(
-        "ECONNRESET",
+        Reason.ECONNRESET,
         _DELIVERY,
         "Connection reset",
         "The connection to the destination's server was dropped before an answer came back.",
@@ -479,7 +481,7 @@ _ENTRIES: list[DiscardReason] = [
     ),
     # Failed delivery, reasons this product adds.
     DiscardReason(
-        "PAYLOAD_VALIDATION_FAILED",
+        Reason.PAYLOAD_VALIDATION_FAILED,
         _DELIVERY,
         "Payload validation failed",
         "A required field was missing or invalid: either the destination adapter refused the event "
@@ -487,14 +489,14 @@ _ENTRIES: list[DiscardReason] = [
         "See which field the sample names, then fix the mapping's fields or the event the client sends.",
     ),
     DiscardReason(
-        "403",
+        Reason.HTTP_403,
         _DELIVERY,
         "403 Forbidden",
         "The destination accepted the credentials but they lack permission for this request.",
         "Grant the credentials the needed permissions at the destination, or use credentials that have them.",
     ),
     DiscardReason(
-        "408",
+        Reason.HTTP_408,
         _DELIVERY,
         "408 Request Timeout",
         "The destination gave up waiting for the request to complete.",
@@ -503,7 +505,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "500",
+        Reason.HTTP_500,
         _DELIVERY,
         "500 Internal Server Error",
         "The destination failed with an error of its own while handling the request.",
@@ -512,7 +514,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "504",
+        Reason.HTTP_504,
         _DELIVERY,
         "504 Gateway Timeout",
         "A gateway in front of the destination timed out waiting for the server behind it.",
@@ -521,7 +523,7 @@ _ENTRIES: list[DiscardReason] = [
         retried=True,
     ),
     DiscardReason(
-        "RETRIES_EXHAUSTED",
+        Reason.RETRIES_EXHAUSTED,
         _DELIVERY,
         "Retries exhausted",
         "A retryable failure kept happening until the destination's retry budget ran out (by default 6 "
@@ -529,7 +531,7 @@ _ENTRIES: list[DiscardReason] = [
         "Fix the cause the last status and message point to; these events are not retried again.",
     ),
     DiscardReason(
-        "PRIVATE_ADDRESS",
+        Reason.PRIVATE_ADDRESS,
         _DELIVERY,
         "Private address refused",
         "The destination's URL resolves to a loopback, private or link-local address, and this deployment "
@@ -538,7 +540,7 @@ _ENTRIES: list[DiscardReason] = [
         "addresses is intended.",
     ),
     DiscardReason(
-        "UNREADABLE_RESPONSE",
+        Reason.UNREADABLE_RESPONSE,
         _DELIVERY,
         "Unreadable response",
         "The destination answered with a per-event status code, but its body could not be read as the "
@@ -547,7 +549,7 @@ _ENTRIES: list[DiscardReason] = [
         "intermediate proxy may be answering instead of it.",
     ),
     DiscardReason(
-        "UNKNOWN_ERROR",
+        Reason.UNKNOWN_ERROR,
         _DELIVERY,
         "Unknown error",
         "Delivery failed with an error the pipeline could not classify.",
@@ -555,7 +557,7 @@ _ENTRIES: list[DiscardReason] = [
     ),
 ]
 
-CATALOGUE: dict[tuple[Step, str], DiscardReason] = {(r.step, r.code): r for r in _ENTRIES}
+CATALOGUE: dict[tuple[Step, Reason], DiscardReason] = {(r.step, r.code): r for r in _ENTRIES}
 # Retryable delivery failures also show while the retry is waiting: same text, the pending step.
 CATALOGUE |= {
     (Step.PENDING_RETRY, r.code): replace(r, step=Step.PENDING_RETRY) for r in _ENTRIES if r.retried

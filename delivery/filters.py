@@ -39,29 +39,15 @@ Rules that cannot be parsed raise InvalidRule (the API validates with the same p
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from delivery.paths import MISSING, lookup, split
+from delivery.reasons import Reason
+
 OPS = ("eq", "ne", "exists", "in", "contains")
 ACTIONS = ("drop", "keep")
-
-_MISSING = object()
 
 
 class InvalidRule(ValueError):
     """A trigger, condition or filter rule that does not follow the format above."""
-
-
-def lookup(message: object, path: tuple[str, ...]) -> object:
-    """The value at a dotted path of the message, or _MISSING."""
-    value = message
-    for part in path:
-        if isinstance(value, dict):
-            value = value.get(part, _MISSING)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return _MISSING
-        if value is _MISSING:
-            return _MISSING
-    return value
 
 
 def _same(a: object, b: object) -> bool:
@@ -81,13 +67,13 @@ class Condition:
     def holds(self, message: dict) -> bool:
         found = lookup(message, self.path)
         if self.op == "eq":
-            return found is not _MISSING and _same(found, self.value)
+            return found is not MISSING and _same(found, self.value)
         if self.op == "ne":
-            return found is _MISSING or not _same(found, self.value)
+            return found is MISSING or not _same(found, self.value)
         if self.op == "exists":
-            return (found is not _MISSING and found is not None) == (self.value is not False)
+            return (found is not MISSING and found is not None) == (self.value is not False)
         if self.op == "in":
-            return found is not _MISSING and any(_same(found, item) for item in self.value)
+            return found is not MISSING and any(_same(found, item) for item in self.value)
         # contains
         if isinstance(found, str):
             return isinstance(self.value, str) and self.value in found
@@ -112,7 +98,7 @@ def parse_condition(raw: object) -> Condition:
     value = raw.get("value", True if op == "exists" else None)
     if op == "in" and not isinstance(value, list):
         raise InvalidRule(f"op 'in' needs a list value, got {value!r}")
-    return Condition(field, op, value, tuple(field.split(".")))
+    return Condition(field, op, value, split(field))
 
 
 def parse_conditions(raw: object) -> tuple[Condition, ...]:
@@ -248,31 +234,35 @@ def consent_allows(message: dict, required: frozenset[str]) -> bool:
 
 @dataclass(frozen=True)
 class Gate:
-    """A destination's checks before its mappings, in the order the record contract fixes."""
+    """A destination's checks before its mappings, in a fixed order: disabled, integrations object, consent,
+    filter rules (the first that drops the event gives its reason)."""
 
     enabled: bool
     names: frozenset[str]
     consent_categories: frozenset[str]
     rules: list[Rule]
 
-    def verdict(self, message: dict) -> tuple[str, str]:
+    def drop_reason(self, message: dict) -> tuple[Reason | str, str]:
         """("", "") when the event passes, else (reason code, what happened in words)."""
         if not self.enabled:
-            return "DESTINATION_DISABLED", "The destination is disabled."
+            return Reason.DESTINATION_DISABLED, "The destination is disabled."
         if not integrations_allow(message.get("integrations"), self.names):
-            return "FILTERED_BY_INTEGRATIONS_OBJECT", _integrations_note(
+            return Reason.FILTERED_BY_INTEGRATIONS_OBJECT, _integrations_note(
                 message.get("integrations"), self.names
             )
         if not consent_allows(message, self.consent_categories):
             missing = _ungranted(message, self.consent_categories)
-            return "FILTERED_BY_END_USER_CONSENT", f"The end user has not granted consent for: {missing}."
+            return (
+                Reason.FILTERED_BY_END_USER_CONSENT,
+                f"The end user has not granted consent for: {missing}.",
+            )
         if self.rules and (dropped := rules_drop(self.rules, message)) is not None:
             what = (
                 f"Dropped by filter {dropped}."
                 if isinstance(dropped, Rule)
                 else "No keep filter rule matched."
             )
-            return "FILTERED_BY_RULES", what
+            return Reason.FILTERED_BY_RULES, what
         return "", ""
 
 

@@ -22,6 +22,8 @@ import httpcore
 import httpx
 from django.conf import settings
 
+from delivery.reasons import Reason
+
 log = logging.getLogger(__name__)
 
 USER_AGENT = "DeliveryOverview/0.1 (+https://github.com/delivery-overview)"
@@ -34,19 +36,19 @@ KEPT_HEADERS = ("retry-after", "location", "content-type")
 class DestinationAddressError(Exception):
     """The destination's URL cannot be used; `reason_code` is the catalogue code to record."""
 
-    reason_code = "INVALID_SETTINGS"
+    reason_code = Reason.INVALID_SETTINGS
 
 
 class InvalidURLError(DestinationAddressError):
-    reason_code = "INVALID_SETTINGS"
+    reason_code = Reason.INVALID_SETTINGS
 
 
 class HostNotFoundError(DestinationAddressError):
-    reason_code = "ENOTFOUND"
+    reason_code = Reason.ENOTFOUND
 
 
 class PrivateAddressError(DestinationAddressError):
-    reason_code = "PRIVATE_ADDRESS"
+    reason_code = Reason.PRIVATE_ADDRESS
 
 
 @dataclass(frozen=True)

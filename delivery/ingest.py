@@ -1,10 +1,10 @@
 """Ingestion: read a tracking API request, validate its messages and store them in one transaction.
 
 Every message that arrives is counted `received`, except a repeated messageId, counted `duplicate`.
-A message that fails validation is counted `failed_on_ingest` with the seed's code and sampled (the
+A message that fails validation is counted `failed_on_ingest` with its reason code and sampled (the
 raw message, and what was wrong with it). The others become Event rows (one statement, with the
-deduplication) and are handed to routing after commit (tasks.request_routing: a Celery task, unless one
-is pending already, which will claim them). Nothing is routed here: the request path only validates and
+deduplication) and are handed to routing after commit (wakeups.request_routing: a Celery task, unless
+one is pending already, which will claim them). Nothing is routed here: the request path only validates and
 writes.
 """
 
@@ -17,8 +17,13 @@ from functools import partial
 
 from django.db import connection, transaction
 
-from delivery import jsontext, tasks
-from delivery.messages import (
+from delivery import jsontext, wakeups
+from delivery.models import Source
+from delivery.reasons import Reason
+from delivery.recording import SampleBatch, Tally, Where
+from delivery.sql import execute_prepared
+from delivery.steps import Step
+from delivery.validation import (
     MAX_MESSAGE_BYTES,
     Message,
     Rejection,
@@ -29,9 +34,6 @@ from delivery.messages import (
     storable,
     validate,
 )
-from delivery.models import Source
-from delivery.recording import SampleBatch, Tally, Where, execute_prepared
-from delivery.steps import Step
 
 MAX_REQUEST_BYTES = 500 * 1024  # ... and for one request (they stop filling a batch at 475,000 bytes)
 TOO_LARGE_MESSAGE = (
@@ -39,12 +41,14 @@ TOO_LARGE_MESSAGE = (
     " none was stored."
 )
 DEDUPE_WINDOW = dt.timedelta(hours=24)
+# The tracking API's answer to a body over MAX_REQUEST_BYTES; recorded as Reason.MESSAGE_TOO_LARGE.
+REQUEST_TOO_LARGE = "request_too_large"
 
 
 class RequestRejected(Exception):
     """A request the tracking API answers with an error status; nothing in it is stored."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: Reason | str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
@@ -60,7 +64,7 @@ class Receipt:
 
     @property
     def all_too_large(self) -> bool:
-        return self.received > 0 and self.failed["message_too_large"] == self.received
+        return self.received > 0 and self.failed[Reason.MESSAGE_TOO_LARGE] == self.received
 
 
 # --- reading a request -------------------------------------------------------------------------
@@ -86,13 +90,15 @@ def decode_body(raw: bytes, content_encoding: str = "") -> object:
     try:
         return jsontext.loads(raw)
     except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise RequestRejected(400, "bad_request", f"The request body is not valid JSON: {error}") from None
+        raise RequestRejected(
+            400, Reason.BAD_REQUEST_BODY, f"The request body is not valid JSON: {error}"
+        ) from None
 
 
 def too_large(size: int) -> RequestRejected:
     return RequestRejected(
         413,
-        "request_too_large",
+        REQUEST_TOO_LARGE,
         f"The request body is {size:,} bytes or more, over the 500 KB ({MAX_REQUEST_BYTES:,} bytes) limit; "
         "send smaller batches.",
     )
@@ -103,11 +109,15 @@ def _gunzip(raw: bytes) -> bytes:
     try:
         body = inflater.decompress(raw, MAX_REQUEST_BYTES + 1)
     except zlib.error as error:
-        raise RequestRejected(400, "bad_request", f"The request body is not valid gzip: {error}") from None
+        raise RequestRejected(
+            400, Reason.BAD_REQUEST_BODY, f"The request body is not valid gzip: {error}"
+        ) from None
     if len(body) > MAX_REQUEST_BYTES:
         raise too_large(len(body))
     if not inflater.eof:
-        raise RequestRejected(400, "bad_request", "The request body is not valid gzip: it ends too early.")
+        raise RequestRejected(
+            400, Reason.BAD_REQUEST_BODY, "The request body is not valid gzip: it ends too early."
+        )
     return body
 
 
@@ -116,13 +126,15 @@ def messages_of(body: object, call: str | None) -> tuple[list, dict]:
     integrations, sentAt). `call` is the endpoint's type (/v1/track → "track"), None for /v1/batch."""
     if not isinstance(body, dict):
         raise RequestRejected(
-            400, "bad_request", f"The request body must be a JSON object, not {kind_of(body)}."
+            400, Reason.BAD_REQUEST_BODY, f"The request body must be a JSON object, not {kind_of(body)}."
         )
     if call:
         return [body], {}
     batch = body.get("batch", [])
     if not isinstance(batch, list):
-        raise RequestRejected(400, "bad_request", f"batch must be a list of messages, not {kind_of(batch)}.")
+        raise RequestRejected(
+            400, Reason.BAD_REQUEST_BODY, f"batch must be a list of messages, not {kind_of(batch)}."
+        )
     defaults = {key: body[key] for key in ("context", "integrations") if isinstance(body.get(key), dict)}
     if isinstance(body.get("sentAt"), str):
         defaults["sentAt"] = body["sentAt"]
@@ -143,7 +155,7 @@ def ingest(
     """Validate a request's messages and store them; route the stored ones after commit."""
     received_at = received_at or dt.datetime.now(dt.UTC)
     if not raw_messages:
-        code = "empty_batch" if source.enabled else "source_disabled"
+        code = Reason.EMPTY_BATCH if source.enabled else Reason.SOURCE_DISABLED
         what = "The batch request contained no messages." if source.enabled else "The source is disabled."
         return store(source, [Rejection(code, what, {"batch": []})], received_at)
     if not source.enabled:
@@ -155,13 +167,13 @@ def _disabled(raw: object) -> Rejection:
     raw = storable(raw)
     kind, name, version = dimensions(raw) if isinstance(raw, dict) else ("", "", "")
     message_id = message_id_of(raw) if isinstance(raw, dict) else ""
-    return Rejection("source_disabled", "The source is disabled.", raw, kind, name, version, message_id)
+    return Rejection(Reason.SOURCE_DISABLED, "The source is disabled.", raw, kind, name, version, message_id)
 
 
 def record_rejected_request(source: Source | SourceRef, error: RequestRejected, body: bytes) -> Receipt:
     """Count a request answered with an error as one message failed on ingest, so that a client
     sending broken requests shows on the source's pipeline, not only in its own logs."""
-    code = "message_too_large" if error.status == 413 else error.code
+    code = Reason.MESSAGE_TOO_LARGE if error.status == 413 else error.code
     excerpt = storable(body[:2000].decode("utf-8", "replace"))
     return store(source, [Rejection(code, error.message, excerpt)], dt.datetime.now(dt.UTC))
 
@@ -188,7 +200,7 @@ def store(
         _record(source, received_at, stored, rejections, duplicates)
         receipt.event_ids = [ids[m.message_id] for m in stored]
         if receipt.event_ids:
-            transaction.on_commit(partial(tasks.request_routing, receipt.event_ids))
+            transaction.on_commit(partial(wakeups.request_routing, receipt.event_ids))
     receipt.received = len(stored) + len(rejections)
     receipt.failed = Counter(rejection.code for rejection in rejections)
     receipt.duplicates = len(duplicates)

@@ -3,7 +3,7 @@ inferred from HTTP statuses, and the index map that keeps pre-validated batches 
 
 An adapter may refuse some events before sending (pre-validation); the destination then numbers the
 events it received 0..n-1, not the original positions. `PreparedBatch` remembers which original
-event each sent item is, so an answer about item i lands on the right event (the seed's index map).
+event each sent item is, so an answer about item i lands on the right event (the index map).
 """
 
 from __future__ import annotations
@@ -13,57 +13,15 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from delivery import retries
 from delivery.http import Answer
+from delivery.reasons import STATUS_REASONS, Reason
+from delivery.results import Error, ErrorType, Result
 
-# Status codes the discard catalogue describes one by one; other 4xx are MESSAGE_REJECTED and other
-# 5xx INTERNAL (see `reason_for_status`).
-CATALOGUE_STATUSES = frozenset({307, 400, 401, 403, 404, 408, 429, 500, 502, 503, 504})
 # How much of an answer body is kept with a result (samples show it to operators).
 RESPONSE_TEXT_LIMIT = 2000
-
-
-class ErrorType(StrEnum):
-    """The seed's error vocabulary, shown with every failed or pending event."""
-
-    PAYLOAD_VALIDATION_FAILED = "PAYLOAD_VALIDATION_FAILED"
-    BAD_REQUEST = "BAD_REQUEST"
-    INVALID_AUTHENTICATION = "INVALID_AUTHENTICATION"
-    NOT_FOUND = "NOT_FOUND"
-    TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
-    RETRYABLE_ERROR = "RETRYABLE_ERROR"
-    UNKNOWN_ERROR = "UNKNOWN_ERROR"
-
-
-@dataclass(frozen=True, slots=True)
-class Success:
-    """The destination accepted the event."""
-
-    status: int
-    sent: Any = None  # the JSON posted for this event
-    body: Any = None  # the event as received
-    response: Any = None  # what the destination answered about it
-
-
-@dataclass(frozen=True, slots=True)
-class Error:
-    """The event was not accepted: why, and whether a later attempt may succeed."""
-
-    status: int | None  # None when no HTTP answer came back (timeout, refused, ...)
-    error_type: ErrorType
-    error_message: str
-    reason_code: str  # catalogue code: "400", "429", "ETIMEDOUT", "PAYLOAD_VALIDATION_FAILED", ...
-    retryable: bool = False
-    retry_after: dt.timedelta | None = None
-    sent: Any = None
-    body: Any = None
-    response: Any = None
-
-
-Result = Success | Error
 
 
 def error_type_for_status(status: int | None) -> ErrorType:
@@ -80,14 +38,16 @@ def error_type_for_status(status: int | None) -> ErrorType:
     return ErrorType.UNKNOWN_ERROR
 
 
-def reason_for_status(status: int) -> str:
-    if status in CATALOGUE_STATUSES:
-        return str(status)
+def reason_for_status(status: int) -> Reason | str:
+    """The catalogue's own entry for the statuses it describes one by one (reasons.STATUS_REASONS); other
+    4xx are MESSAGE_REJECTED and other 5xx INTERNAL."""
+    if status in STATUS_REASONS:
+        return STATUS_REASONS[status]
     if 400 <= status < 500:
-        return "MESSAGE_REJECTED"
+        return Reason.MESSAGE_REJECTED
     if 500 <= status < 600:
-        return "INTERNAL"
-    return str(status)
+        return Reason.INTERNAL
+    return str(status)  # a status the catalogue describes generically (a redirect other than 307, ...)
 
 
 def error_for_status(
@@ -110,7 +70,7 @@ def validation_error(message: str, *, status: int | None = None, response: Any =
         status=status,
         error_type=ErrorType.PAYLOAD_VALIDATION_FAILED,
         error_message=message,
-        reason_code="PAYLOAD_VALIDATION_FAILED",
+        reason_code=Reason.PAYLOAD_VALIDATION_FAILED,
         response=response,
     )
 
@@ -122,7 +82,7 @@ def unreadable_error(status: int, message: str, *, response: Any = None) -> Erro
         status=status,
         error_type=ErrorType.UNKNOWN_ERROR,
         error_message=message,
-        reason_code="UNREADABLE_RESPONSE",
+        reason_code=Reason.UNREADABLE_RESPONSE,
         response=response,
     )
 

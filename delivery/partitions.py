@@ -7,17 +7,16 @@ from django.conf import settings
 from django.db import connection
 from django.db.models.signals import post_migrate
 
+from delivery import rollups
+
 log = logging.getLogger(__name__)
 
-# Table -> the column it is partitioned on (daily ranges); created by migrations 0002 to 0004.
+# Every table partitioned by day -> the column it is partitioned on; created by migrations 0002 to
+# 0004. The rollups are those rollups.ROLLUPS declares, on their time column.
 PARTITIONED = {
     "delivery_event": "received_at",
     "delivery_outcome": "received_at",
-    "delivery_rollup": "minute",
-    "delivery_rollup_hourly": "minute",
-    "delivery_rollup_steps": "minute",
-    "delivery_rollup_steps_hourly": "minute",
-    "delivery_rollup_daily": "minute",
+    **{rollup.table: rollups.TIME.name for rollup in rollups.ROLLUPS},
     "delivery_sample": "at",
     "delivery_seenmessage": "day",
 }

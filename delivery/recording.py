@@ -8,13 +8,13 @@ inspect, `SampleBatch` (bounded per key and 10-minute bucket).
 import datetime as dt
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import psycopg
 from django.db import connection, transaction
-from psycopg.types.datetime import TimestamptzLoader
 
+from delivery import rollups
+from delivery.reasons import Reason
+from delivery.sql import execute_prepared
 from delivery.steps import Step
 
 SAMPLES_PER_BUCKET = 10
@@ -50,13 +50,8 @@ class Where:
     app_version: str = ""
 
 
-# Rollup tables and the key each counts by; the step tables drop the event dimensions (the last three).
-_EVENT_KEY = "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
-_EVENT_KEY += " event_type, event_name, app_version"
-_STEP_KEY = "minute, workspace_id, source_id, destination_id, mapping_id, step, reason_code"
-_KEY_TYPES = ("timestamptz[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]", "text[]")
-_EVENT_TYPES = (*_KEY_TYPES, "text[]", "text[]", "text[]")
-STEP_KEY_LENGTH = 7
+# Tally keys are the wide tables' keys, in rollups' column order; the step tables' keys are their prefix.
+STEP_KEY_LENGTH = len(rollups.ROLLUP_STEPS.key_columns)
 
 
 def _sort_key(key: tuple) -> tuple:
@@ -71,7 +66,7 @@ class Tally:
         self._minutes: dict[dt.datetime, dt.datetime] = {}  # a batch's events share a few received times
 
     def add(
-        self, received_at: dt.datetime, where: Where, step: Step, reason_code: str = "", n: int = 1
+        self, received_at: dt.datetime, where: Where, step: Step, reason_code: Reason | str = "", n: int = 1
     ) -> None:
         if (minute := self._minutes.get(received_at)) is None:
             minute = self._minutes[received_at] = minute_of(received_at)
@@ -100,12 +95,19 @@ class Tally:
         self.add(received_at, where, new[0], new[1], 1)
 
     def write(self) -> None:
-        """Upsert the minute, hour and day counters with the event dimensions, and the minute and hour
-        counters without them: one prepared statement for the five tables."""
+        """Upsert every rollup table (rollups.ROLLUPS: each grain, with and without the event dimensions)
+        with one prepared statement."""
         minutes = self.counts
         hours = _regroup(minutes, lambda key: (hour_of(key[0]), *key[1:]))
-        days = _regroup(hours, lambda key: (day_of(key[0]), *key[1:]))
-        tables = (minutes, hours, days, _regroup(minutes, _step_key), _regroup(hours, _step_key))
+        by_grain = {
+            rollups.MINUTE: minutes,
+            rollups.HOUR: hours,
+            rollups.DAY: _regroup(hours, lambda key: (day_of(key[0]), *key[1:])),
+        }
+        tables = [
+            by_grain[t.grain] if t.by_event else _regroup(by_grain[t.grain], _step_key)
+            for t in rollups.ROLLUPS
+        ]
         self.counts, self._minutes = Counter(), {}
         if any(minutes.values()):
             execute_prepared(_UPSERT_ROLLUPS, [param for counts in tables for param in _columns(counts)])
@@ -131,40 +133,17 @@ def _columns(counts: Counter[tuple]) -> list[list]:
     return [list(column) for column in zip(*[(*k, counts[k]) for k in keys], strict=True)]
 
 
-def _upsert(table: str, key: str, types: tuple[str, ...]) -> str:
-    unnest = ", ".join(f"%b::{kind}" for kind in (*types, "bigint[]"))
+def _upsert(table: rollups.RollupTable) -> str:
+    key = ", ".join(table.key)
+    unnest = ", ".join(f"%b::{column.sql_type}[]" for column in (*table.key_columns, rollups.COUNT))
     return (
-        f"INSERT INTO {table} ({key}, count) SELECT * FROM unnest({unnest})"
-        f" ON CONFLICT ({key}) DO UPDATE SET count = {table}.count + excluded.count"
+        f"INSERT INTO {table.table} ({key}, count) SELECT * FROM unnest({unnest})"
+        f" ON CONFLICT ({key}) DO UPDATE SET count = {table.table}.count + excluded.count"
     )
 
 
 # Data-modifying WITH clauses all run, in this order (the tables' order is part of the lock order).
-_UPSERT_ROLLUPS = (
-    "WITH "
-    + ", ".join(
-        f"{table} AS ({_upsert(table, key, types)})"
-        for table, key, types in (
-            ("delivery_rollup", _EVENT_KEY, _EVENT_TYPES),
-            ("delivery_rollup_hourly", _EVENT_KEY, _EVENT_TYPES),
-            ("delivery_rollup_daily", _EVENT_KEY, _EVENT_TYPES),
-            ("delivery_rollup_steps", _STEP_KEY, _KEY_TYPES),
-            ("delivery_rollup_steps_hourly", _STEP_KEY, _KEY_TYPES),
-        )
-    )
-    + " SELECT 1"
-)
-
-
-def execute_prepared(sql: str, params: Sequence | dict) -> list[tuple]:
-    """Run a hot statement on Django's connection with server-side binding (binary %b parameters: no
-    quoting in Python) as a prepared statement, planned once per connection; returns its rows."""
-    with connection.cursor() as wrapper, psycopg.Cursor(wrapper.cursor.connection) as cursor:
-        # psycopg's own (C) timestamptz loader: Django's, a Python subclass, only sets the UTC zone the
-        # connection already uses, and cost a tenth of routing's time reading each event's received_at.
-        cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall() if cursor.description else []
+_UPSERT_ROLLUPS = "WITH " + ", ".join(f"{t.table} AS ({_upsert(t)})" for t in rollups.ROLLUPS) + " SELECT 1"
 
 
 class _Offered:
@@ -201,7 +180,7 @@ class SampleBatch:
 
     rows: dict[tuple, list[tuple]] = field(default_factory=lambda: defaultdict(list))
 
-    def wants(self, at: dt.datetime, where: Where, step: Step | str, reason_code: str = "") -> bool:
+    def wants(self, at: dt.datetime, where: Where, step: Step | str, reason_code: Reason | str = "") -> bool:
         """Whether a sample for this key would still be kept: ask before building an expensive one."""
         key = _sample_key(at, where, step, reason_code)
         return OFFERED.get(key) + len(self.rows.get(key, ())) < SAMPLES_PER_BUCKET
@@ -211,7 +190,7 @@ class SampleBatch:
         at: dt.datetime,
         where: Where,
         step: Step,
-        reason_code: str = "",
+        reason_code: Reason | str = "",
         *,
         message_id: str = "",
         status: int | None = None,
@@ -292,18 +271,3 @@ class SampleBatch:
 
 def _json(value: object) -> str | None:
     return None if value is None else json.dumps(value, default=str)
-
-
-def copy_rows(
-    table: str, columns: Sequence[str], rows: Iterable[Sequence], types: Sequence[str] = ()
-) -> None:
-    """Bulk-insert rows with COPY (the fastest path into PostgreSQL). Given the columns' types, in binary:
-    psycopg's C dumpers then format the rows, in less than half the time of text."""
-    options = " (FORMAT BINARY)" if types else ""
-    with connection.cursor() as cursor:
-        raw = cursor.cursor  # the psycopg cursor behind Django's wrapper
-        with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN{options}") as copy:
-            if types:
-                copy.set_types(types)
-            for row in rows:
-                copy.write_row(row)

@@ -1,5 +1,6 @@
 """Which delivery failures are worth another attempt, and when: retryable statuses and transport errors
-as data, exponential backoff with jitter that honours Retry-After, and the retry budget."""
+as data, exponential backoff with jitter that honours Retry-After, the retry budget, and the decision
+for each attempted event — delivered, pending retry until a time, or failed."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import datetime as dt
 import email.utils
 import errno
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
 
 from delivery.http import DestinationAddressError
+from delivery.reasons import Reason
+from delivery.results import Error, Result, Success
+from delivery.steps import Step
 
 # 408 Request Timeout, 429 Too Many Requests and every 5xx: the destination may accept the same
 # request later. Everything else is the destination's final word on those events.
@@ -32,20 +37,20 @@ MAX_RETRY_AFTER = dt.timedelta(hours=6)
 class TransportFailure:
     """A request that got no HTTP answer: the catalogue code, whether to retry, and what happened."""
 
-    code: str
+    code: Reason
     retryable: bool
     message: str
 
 
 # (exception, code, retryable), most specific first. Connection refused is told apart from other
 # connect errors by the OS error underneath (see `classify_transport`).
-TRANSPORT_ERRORS: tuple[tuple[type[Exception], str, bool], ...] = (
-    (httpx.TimeoutException, "ETIMEDOUT", True),
-    (httpx.ConnectError, "INTERNAL", True),
-    (httpx.ReadError, "ECONNRESET", True),
-    (httpx.WriteError, "ECONNRESET", True),
-    (httpx.RemoteProtocolError, "ECONNRESET", True),
-    (httpx.TransportError, "INTERNAL", True),
+TRANSPORT_ERRORS: tuple[tuple[type[Exception], Reason, bool], ...] = (
+    (httpx.TimeoutException, Reason.ETIMEDOUT, True),
+    (httpx.ConnectError, Reason.INTERNAL, True),
+    (httpx.ReadError, Reason.ECONNRESET, True),
+    (httpx.WriteError, Reason.ECONNRESET, True),
+    (httpx.RemoteProtocolError, Reason.ECONNRESET, True),
+    (httpx.TransportError, Reason.INTERNAL, True),
 )
 REFUSED_ERRNOS = frozenset({errno.ECONNREFUSED})
 RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
@@ -60,9 +65,9 @@ def classify_transport(exc: Exception) -> TransportFailure:
     message = _describe(exc)
     os_errno = _os_errno(exc)
     if os_errno in REFUSED_ERRNOS:
-        return TransportFailure("EREFUSED", True, f"connection refused: {message}")
+        return TransportFailure(Reason.EREFUSED, True, f"connection refused: {message}")
     if os_errno in RESET_ERRNOS:
-        return TransportFailure("ECONNRESET", True, f"connection reset: {message}")
+        return TransportFailure(Reason.ECONNRESET, True, f"connection reset: {message}")
     for kind, code, retryable in TRANSPORT_ERRORS:
         if isinstance(exc, kind):
             return TransportFailure(code, retryable, message)
@@ -136,3 +141,76 @@ def retries_left(attempts: int, max_retries: int) -> bool:
 
 def exhausted_message(attempts: int, last_message: str) -> str:
     return f"Gave up after {attempts} attempts; the last one failed with: {last_message}"
+
+
+# --- what an attempt's result means for its outcome ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Disposition:
+    """Where an outcome goes after an attempt: its step and reason, what to show, and when to try again."""
+
+    step: Step
+    reason_code: Reason | str
+    status: int | None
+    error_type: str
+    error_message: str
+    next_attempt_at: dt.datetime | None
+
+
+def dispose_batch(
+    attempts: Sequence[int], results: Sequence[Result], max_retries: int, now: dt.datetime
+) -> list[Disposition]:
+    """Each attempted event's disposition, given how many attempts it has had. Events retried after the
+    same number of attempts and the same answer get one shared wait, so a batch that failed as a whole
+    comes back as a whole."""
+    waits: dict[tuple[int, dt.timedelta | None], dt.datetime] = {}
+
+    def retry_at(attempts: int, retry_after: dt.timedelta | None) -> dt.datetime:
+        if (attempts, retry_after) not in waits:
+            waits[attempts, retry_after] = now + backoff(attempts, retry_after)
+        return waits[attempts, retry_after]
+
+    return [dispose(r, n, max_retries, retry_at) for n, r in zip(attempts, results, strict=True)]
+
+
+def dispose(
+    result: Result,
+    attempts: int,
+    max_retries: int,
+    retry_at: Callable[[int, dt.timedelta | None], dt.datetime],
+) -> Disposition:
+    """What this attempt's result means for the outcome, given how many attempts it has had."""
+    if isinstance(result, Success):
+        return Disposition(Step.DELIVERED, "", result.status, "", "", None)
+    if not result.retryable:
+        return Disposition(
+            Step.FAILED_DELIVERY,
+            result.reason_code,
+            result.status,
+            str(result.error_type),
+            result.error_message,
+            None,
+        )
+    if not retries_left(attempts, max_retries):
+        return Disposition(
+            Step.FAILED_DELIVERY,
+            Reason.RETRIES_EXHAUSTED,
+            result.status,
+            str(result.error_type),
+            exhausted_message(attempts, _with_reason(result)),
+            None,
+        )
+    return Disposition(
+        Step.PENDING_RETRY,
+        result.reason_code,
+        result.status,
+        str(result.error_type),
+        result.error_message,
+        retry_at(attempts, result.retry_after),
+    )
+
+
+def _with_reason(error: Error) -> str:
+    prefix = str(error.status) if error.status is not None else error.reason_code
+    return f"{prefix} {error.error_message}"

@@ -26,11 +26,13 @@ from functools import lru_cache, partial
 
 from django.db import connection, transaction
 
-from delivery import batching, jsontext
+from delivery import batching, jsontext, outbox, wakeups
 from delivery.filters import Gate, InvalidRule, Trigger, gate_for, parse_trigger
 from delivery.models import Destination, Mapping, Source
-from delivery.recording import SampleBatch, Tally, Where, copy_rows, execute_prepared
+from delivery.reasons import Reason
+from delivery.recording import SampleBatch, Tally, Where
 from delivery.schema_controls import SchemaControls, controls_from_json
+from delivery.sql import execute_prepared
 from delivery.steps import Step
 
 log = logging.getLogger(__name__)
@@ -46,14 +48,6 @@ RECENT = dt.timedelta(days=1)
 
 QUEUED, FILTERED = str(Step.QUEUED), str(Step.FILTERED_AT_DESTINATION)
 FILTERED_AT_SOURCE = str(Step.FILTERED_AT_SOURCE)
-OUTCOME_COLUMNS = (
-    "received_at", "event_id", "workspace_id", "source_id", "destination_id", "mapping_id", "event_type",
-    "event_name", "app_version", "step", "reason_code", "next_attempt_at", "updated_at",
-)  # fmt: skip
-OUTCOME_TYPES = (
-    "timestamptz", "int8", "int8", "int8", "int8", "int8", "text", "text", "text", "text", "text",
-    "timestamptz", "timestamptz",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,7 +57,7 @@ class Decision:
 
     mapping_id: int | None
     step: str
-    reason: str = ""
+    reason: Reason | str = ""
     detail: str = ""
 
 
@@ -105,7 +99,7 @@ class ClaimedEvent:
 
 def decide(destination: RoutedDestination, message: dict) -> list[Decision]:
     """The outcome rows of one event at one destination (see the module's docstring)."""
-    reason, detail = destination.gate.verdict(message)
+    reason, detail = destination.gate.drop_reason(message)
     decisions = []
     reached = False
     for mapping in destination.mappings:
@@ -137,6 +131,16 @@ def route_events(event_ids: list[int]) -> int:
         if pairs:
             transaction.on_commit(partial(batching.schedule, pairs))
     return len(events)
+
+
+def route_requested(event_ids: list[int]) -> int:
+    """What a routing task does: mark routing started, route, and ask for a follow-up when the batch was
+    full (more may wait: another worker can take them meanwhile). See `delivery.wakeups`."""
+    wakeups.routing_started()  # before the claim: see wakeups' docstring
+    routed = route_events(event_ids)
+    if routed >= MAX_BATCH:
+        wakeups.publish_routing([])
+    return routed
 
 
 def _commit_without_waiting_for_disk() -> None:
@@ -273,7 +277,7 @@ def _compile_destination(
     no_match = Decision(
         None,
         FILTERED,
-        "NO_MATCHING_MAPPING",
+        Reason.NO_MATCHING_MAPPING,
         "No enabled mapping's trigger matches this event."
         if mappings
         else "The destination has no mappings.",
@@ -289,13 +293,16 @@ def _compile_mapping(mapping_id: int, name: str, trigger: str, enabled: bool) ->
     except InvalidRule as error:
         log.warning("mapping %s: its trigger cannot be read, so it matches nothing: %s", mapping_id, error)
         compiled = None
-    disabled = Decision(mapping_id, FILTERED, "MAPPING_DISABLED", f"{name!r} is disabled.")
+    disabled = Decision(mapping_id, FILTERED, Reason.MAPPING_DISABLED, f"{name!r} is disabled.")
     return RoutedMapping(
         mapping_id,
         compiled,
         Decision(mapping_id, QUEUED),
         Decision(
-            mapping_id, FILTERED, "FILTERED_AT_MAPPING", f"The event does not match the trigger of {name!r}."
+            mapping_id,
+            FILTERED,
+            Reason.FILTERED_AT_MAPPING,
+            f"The event does not match the trigger of {name!r}.",
         ),
         None if enabled else disabled,
     )
@@ -329,17 +336,17 @@ def _route(
             log.warning("event %s: its source %s no longer exists; not routed", event.id, event.source_id)
             continue
         message = jsontext.loads(event.payload)
-        if verdict := routed_source.controls.check(message):
+        if dropped := routed_source.controls.check(message):
             at_source = where(event, None, None)
-            tally.add(event.received_at, at_source, Step.FILTERED_AT_SOURCE, verdict.reason)
-            if samples.wants(event.received_at, at_source, FILTERED_AT_SOURCE, verdict.reason):
+            tally.add(event.received_at, at_source, Step.FILTERED_AT_SOURCE, dropped.reason)
+            if samples.wants(event.received_at, at_source, FILTERED_AT_SOURCE, dropped.reason):
                 samples.add(
                     event.received_at,
                     at_source,
                     Step.FILTERED_AT_SOURCE,
-                    verdict.reason,
+                    dropped.reason,
                     message_id=event.message_id,
-                    error_message=verdict.error_message,
+                    error_message=dropped.error_message,
                     body=message,
                 )
             continue
@@ -366,7 +373,7 @@ def _route(
                         body=message,
                     )
     if rows:
-        copy_rows("delivery_outcome", OUTCOME_COLUMNS, rows, OUTCOME_TYPES)
+        outbox.insert_outcomes(rows)
     tally.write()
     samples.write()
     return pairs
@@ -376,8 +383,6 @@ def sweep_unrouted(older_than: dt.timedelta = UNROUTED_AFTER) -> int:
     """Re-enqueue routing for events still unrouted `older_than` after they were received (their Celery
     message was lost); returns how many. Re-enqueueing an event being routed is harmless: the claim
     lets only one task route it."""
-    from delivery import tasks  # tasks imports this module
-
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT id FROM delivery_event WHERE routed_at IS NULL AND received_at < %s"
@@ -386,7 +391,7 @@ def sweep_unrouted(older_than: dt.timedelta = UNROUTED_AFTER) -> int:
         )
         ids = [row[0] for row in cursor.fetchall()]
     for start in range(0, len(ids), SWEEP_CHUNK):
-        tasks.route_events.delay(ids[start : start + SWEEP_CHUNK])
+        wakeups.publish_routing(ids[start : start + SWEEP_CHUNK])
     if ids:
         log.info("re-enqueued routing for %d events", len(ids))
     return len(ids)

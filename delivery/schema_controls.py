@@ -28,6 +28,8 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import specification_with
 
+from delivery.reasons import Reason
+
 log = logging.getLogger(__name__)
 
 # The dialects the validator library ships, by the meta-schema URI `$schema` names them with (the
@@ -58,8 +60,10 @@ NOTHING_OUTSIDE = Registry(retrieve=_refuse_to_retrieve)
 
 
 @dataclass(frozen=True)
-class Verdict:
-    reason: str
+class SourceDrop:
+    """Why the source's controls drop an event: the reason code, and what was wrong in words."""
+
+    reason: Reason
     error_message: str
 
 
@@ -76,13 +80,13 @@ class SchemaControls:
     def inactive(self) -> bool:
         return not self.blocked_types and not self.connected
 
-    def check(self, message: dict) -> Verdict | None:
+    def check(self, message: dict) -> SourceDrop | None:
         """Why the source drops this message, or None when it passes."""
         if self.inactive:
             return None
         kind = message.get("type")
         if kind in self.blocked_types:
-            return Verdict("event_setting", f"The source discards {kind} messages.")
+            return SourceDrop(Reason.EVENT_SETTING, f"The source discards {kind} messages.")
         if not self.connected:
             return None
         common_error = _first_error(self.common, message)
@@ -90,15 +94,19 @@ class SchemaControls:
         if kind == "track" and name not in self.plan:
             if self.block_unplanned:
                 if common_error:
-                    return Verdict(
-                        "unplanned_and_schema_violation",
+                    return SourceDrop(
+                        Reason.UNPLANNED_AND_SCHEMA_VIOLATION,
                         f"{name!r} is not in the tracking plan and breaks the common schema: {common_error}",
                     )
-                return Verdict("unplanned", f"{name!r} is not in the tracking plan.")
+                return SourceDrop(Reason.UNPLANNED, f"{name!r} is not in the tracking plan.")
         elif kind == "track" and self.block_violations and (error := _first_error(self.plan[name], message)):
-            return Verdict("schema_violation", f"{name!r} breaks its schema in the tracking plan: {error}")
+            return SourceDrop(
+                Reason.SCHEMA_VIOLATION, f"{name!r} breaks its schema in the tracking plan: {error}"
+            )
         if common_error and self.block_violations:
-            return Verdict("common_schema_violation", f"The message breaks the common schema: {common_error}")
+            return SourceDrop(
+                Reason.COMMON_SCHEMA_VIOLATION, f"The message breaks the common schema: {common_error}"
+            )
         return None
 
 

@@ -50,8 +50,9 @@ DISCARD_STEPS = frozenset(
 )
 # Steps recorded per source (no destination); the rest are recorded per destination and mapping.
 SOURCE_STEPS = frozenset({Step.RECEIVED, Step.FAILED_ON_INGEST, Step.FILTERED_AT_SOURCE})
-# Outcome states with delivery work still to do.
-OPEN_STEPS = frozenset({Step.QUEUED, Step.PENDING_RETRY})
+# Outcome states with delivery work still to do, in the order the open index's predicate names them
+# (outbox renders them into its SQL).
+OPEN_STEPS = (Step.QUEUED, Step.PENDING_RETRY)
 # Outcome states that never change again.
 FINAL_STEPS = frozenset({Step.FILTERED_AT_DESTINATION, Step.FAILED_DELIVERY, Step.DELIVERED})
 

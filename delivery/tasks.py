@@ -1,45 +1,16 @@
-"""Celery tasks: each takes ids and calls one plain function; the only logic here is the coalescing of
-routing wake-ups.
+"""Celery tasks, the pipeline's top layer: each takes ids and calls one plain function. Their queues are
+declared in `delivery.wakeups.TASK_QUEUES`, which also publishes them by name and coalesces wake-ups."""
 
-Ingestion asks for routing after each commit (`request_routing`), but publishes a task only when no
-routing task is pending: a flag in the broker (SET NX) says one is. A routing task clears the flag
-before it claims, and claims every unrouted event (up to routing.MAX_BATCH) along with its own, so an
-event committed while the flag was set is claimed by the pending task; a full batch publishes a
-follow-up for the rest. At 50 requests a second this publishes a task for a few of them, not each,
-and routing works in batches of what arrived meanwhile. If a task's message is lost, the flag expires
-after ROUTE_PENDING_SECONDS and the sweeper re-enqueues its events.
-"""
-
-from celery import current_app, shared_task
+from celery import shared_task
 
 from delivery import batching, partitions, routing
-
-ROUTE_PENDING = "delivery:route-pending"
-ROUTE_PENDING_SECONDS = 5
-
-
-def _broker():
-    """A broker connection from Celery's pool; its channel's `client` is Redis with Celery's key prefix."""
-    return current_app.pool.acquire(block=True)
-
-
-def request_routing(event_ids: list[int]) -> None:
-    """Make sure a routing task will claim these committed events (see the module's docstring)."""
-    with _broker() as connection:
-        first = connection.default_channel.client.set(ROUTE_PENDING, 1, nx=True, ex=ROUTE_PENDING_SECONDS)
-    if first:  # else a pending task will claim them
-        # argsrepr: Celery would otherwise repr every id of the list for its logs, on the request path.
-        route_events.apply_async((event_ids,), argsrepr=f"[{len(event_ids)} event ids]")
 
 
 @shared_task
 def route_events(event_ids: list[int]) -> None:
     """Route newly received events (these first, then any other unrouted ones) to their destinations and
     mappings."""
-    with _broker() as connection:
-        connection.default_channel.client.delete(ROUTE_PENDING)  # before the claim: see the docstring
-    if routing.route_events(event_ids) >= routing.MAX_BATCH:
-        route_events.delay([])  # more may wait: another worker can take them meanwhile
+    routing.route_requested(event_ids)
 
 
 @shared_task

@@ -2,15 +2,15 @@
 
 from django.urls import path
 
-from delivery import views
+from delivery import tracking_api
 
 urlpatterns = [
-    path("batch", views.batch, name="tracking-batch"),
-    path("import", views.batch, name="tracking-import"),
-    path("track", views.track, name="tracking-track"),
-    path("identify", views.identify, name="tracking-identify"),
-    path("page", views.page, name="tracking-page"),
-    path("screen", views.screen, name="tracking-screen"),
-    path("group", views.group, name="tracking-group"),
-    path("alias", views.alias, name="tracking-alias"),
+    path("batch", tracking_api.batch, name="tracking-batch"),
+    path("import", tracking_api.batch, name="tracking-import"),
+    path("track", tracking_api.track, name="tracking-track"),
+    path("identify", tracking_api.identify, name="tracking-identify"),
+    path("page", tracking_api.page, name="tracking-page"),
+    path("screen", tracking_api.screen, name="tracking-screen"),
+    path("group", tracking_api.group, name="tracking-group"),
+    path("alias", tracking_api.alias, name="tracking-alias"),
 ]

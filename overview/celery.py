@@ -5,15 +5,15 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from delivery.wakeups import TASK_QUEUES
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "overview.settings")
 
 app = Celery("overview")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in ("ingest", "route", "deliver", "alerts")]
 app.conf.task_routes = {
-    "delivery.tasks.deliver_*": {"queue": "deliver"},
-    "delivery.tasks.flush_*": {"queue": "deliver"},
-    "delivery.tasks.*": {"queue": "route"},
+    **{task: {"queue": queue} for task, queue in TASK_QUEUES.items()},  # the pipeline's, declared there
     "overview.tasks.*": {"queue": "alerts"},
 }
 app.conf.beat_schedule = {

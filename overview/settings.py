@@ -111,7 +111,7 @@ TEMPLATES = [
 # PostgreSQL is the only database. DATABASE_URL names a server; without it the embedded one starts.
 DATABASE_URL = os.environ.get("DATABASE_URL") or embedded.postgres_url(DATA_DIR)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
-# The pipeline's hot statements are prepared (delivery.recording.execute_prepared): plan them once per
+# The pipeline's hot statements are prepared (delivery.sql.execute_prepared): plan them once per
 # connection. Custom plans over the daily partitions cost more to make than to run. Nothing else is
 # prepared, so no other query is affected.
 _options = DATABASES["default"].setdefault("OPTIONS", {})

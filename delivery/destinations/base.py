@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 from delivery import retries
 from delivery.http import Answer, OutboundRequest
-from delivery.multistatus import UNREADABLE, Error, Result, error_for_status, read_json, whole_answer
-
-_MISSING = object()
+from delivery.multistatus import UNREADABLE, error_for_status, read_json, whole_answer
+from delivery.paths import MISSING, lookup
+from delivery.results import Error, Result
 
 
 class InvalidSettings(Exception):
@@ -90,22 +90,12 @@ class Adapter:
         )
 
 
-def pick(message: Any, path: str) -> Any:
-    """The value at a dotted path in the message ("traits.email"), or _MISSING."""
-    value = message
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
 def map_fields(message: dict[str, Any], fields: MappingType[str, str]) -> dict[str, Any]:
     """Target field -> value at its path; paths the event does not have are left out."""
     mapped = {}
     for target, path in fields.items():
-        value = pick(message, path)
-        if value is not _MISSING:
+        value = lookup(message, path)
+        if value is not MISSING:
             mapped[target] = value
     return mapped
 

@@ -1,6 +1,6 @@
 """Customer.io Track API v2 batch (`POST {endpoint}/api/v2/batch`, basic auth site id : API key).
 
-Answers are read as the seed's review thread settles it: 200 and 207 both may carry
+Answers are read as Customer.io documents them: 200 and 207 both may carry
 `errors: [{batch_index, reason, field, message}]`; an index absent from the list succeeded; several
 errors for one index are all kept; `invalid`/`required` are payload validation failures and other
 reasons take their type from the status (400 inside a 2xx answer); errors that name no usable
@@ -19,11 +19,7 @@ from delivery.destinations.base import Adapter, InvalidSettings, KindSettings, m
 from delivery.http import Answer, OutboundRequest
 from delivery.multistatus import (
     UNREADABLE,
-    Error,
-    ErrorType,
     InvalidEvent,
-    Result,
-    Success,
     error_for_status,
     group_by_index,
     join_messages,
@@ -32,6 +28,8 @@ from delivery.multistatus import (
     unplaced_errors_message,
     unreadable_error,
 )
+from delivery.reasons import Reason
+from delivery.results import Error, ErrorType, Result, Success
 
 REGION_ENDPOINTS = {"US": "https://track.customer.io", "EU": "https://track-eu.customer.io"}
 BATCH_PATH = "/api/v2/batch"
@@ -178,7 +176,7 @@ def _item_error(status: int, entries: list[TrackApiError]) -> Result:
 
 def _as_validation(error: Error) -> Error:
     return replace(
-        error, error_type=ErrorType.PAYLOAD_VALIDATION_FAILED, reason_code="PAYLOAD_VALIDATION_FAILED"
+        error, error_type=ErrorType.PAYLOAD_VALIDATION_FAILED, reason_code=Reason.PAYLOAD_VALIDATION_FAILED
     )
 
 

@@ -18,8 +18,6 @@ from delivery.http import Answer, OutboundRequest
 from delivery.multistatus import (
     UNREADABLE,
     InvalidEvent,
-    Result,
-    Success,
     error_for_status,
     group_by_index,
     join_messages,
@@ -28,6 +26,7 @@ from delivery.multistatus import (
     unplaced_errors_message,
     unreadable_error,
 )
+from delivery.results import Result, Success
 
 
 @dataclass(frozen=True)

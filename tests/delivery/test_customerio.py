@@ -1,5 +1,5 @@
 """The Customer.io Track API v2 batch adapter: items built from each message type, pre-validation with
-the index map, and every answer read as the seed's review thread settles it — against the real
+the index map, and every answer read as Customer.io documents it — against the real
 sandbox (Customer.io dialect) and real local servers."""
 
 import json
@@ -9,7 +9,8 @@ import pytest
 from delivery import delivering, http
 from delivery.destinations import InvalidSettings
 from delivery.destinations.customerio import CustomerIOAdapter, CustomerIOSettings, default_endpoint
-from delivery.multistatus import InvalidEvent, Success
+from delivery.multistatus import InvalidEvent
+from delivery.results import Success
 from devtools.sandbox import partial_rejections
 
 AUTH = {"site_id": "site-123", "api_key": "api-key-456"}
@@ -212,7 +213,7 @@ def test_mapping_fields_become_attributes_and_can_set_the_identity_and_name():
     )
 
 
-# --- answers: the six cases of the seed's review, and the rest --------------------------------------
+# --- answers: the six cases a partial-success reader must get right, and the rest -----------------
 
 
 def test_case_1_a_207_fails_only_the_listed_items(sandbox):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 import pytest
 from django.db import connection, transaction
 
-from delivery import batching, delivering, http, recording
+from delivery import batching, delivering, http, outbox, recording, wakeups
 from delivery.models import Destination, Mapping
 from delivery.recording import Tally, Where
 from delivery.steps import Step
@@ -200,7 +200,7 @@ def test_recording_the_same_attempt_twice_counts_it_once(transactional_db, sandb
     destination, mapping = setup_destination(f"{sandbox.url}/twice/webhook")
     queue_events(destination, mapping, [track(i) for i in range(4)])
     target = delivering.target_for(destination, mapping)
-    claim = delivering.claim(destination.id, mapping.id, 10)
+    claim = outbox.claim(destination.id, mapping.id, 10)
 
     first = send_and_record(target, claim)
     second = send_and_record(target, claim)
@@ -217,10 +217,10 @@ def test_a_lease_that_ran_out_lets_another_worker_send_and_only_one_result_count
     queue_events(destination, mapping, [track(i) for i in range(3)])
     target = delivering.target_for(destination, mapping)
 
-    slow_worker = delivering.claim(destination.id, mapping.id, 10, lease=0.2)
-    assert delivering.claim(destination.id, mapping.id, 10) is None  # leased: nobody else takes them
+    slow_worker = outbox.claim(destination.id, mapping.id, 10, lease=0.2)
+    assert outbox.claim(destination.id, mapping.id, 10) is None  # leased: nobody else takes them
     time.sleep(0.3)
-    other_worker = delivering.claim(destination.id, mapping.id, 10)
+    other_worker = outbox.claim(destination.id, mapping.id, 10)
     other = send_and_record(target, other_worker)
     late = send_and_record(target, slow_worker)
 
@@ -235,9 +235,9 @@ def test_concurrent_claims_never_share_an_outcome(transactional_db, sandbox, pri
     destination, mapping = setup_destination(f"{sandbox.url}/skip/webhook")
     queue_events(destination, mapping, [track(i) for i in range(5)])
 
-    first = delivering.claim(destination.id, mapping.id, 3)
-    second = delivering.claim(destination.id, mapping.id, 3)
-    third = delivering.claim(destination.id, mapping.id, 3)
+    first = outbox.claim(destination.id, mapping.id, 3)
+    second = outbox.claim(destination.id, mapping.id, 3)
+    third = outbox.claim(destination.id, mapping.id, 3)
 
     assert len(claimed_ids(first)) == 3 and len(claimed_ids(second)) == 2 and third is None
     assert not set(claimed_ids(first)) & set(claimed_ids(second))
@@ -308,10 +308,10 @@ def test_a_disabled_destination_holds_its_work_until_enabled(transactional_db, s
 
     assert steps_of(outcomes(destination)) == {("queued", ""): 2}
     assert sandbox.requests("paused") == []
-    assert batching._pairs_due_since(dt.timedelta(0)) == []
+    assert outbox.pairs_due_since(dt.timedelta(0)) == []
 
     Destination.objects.filter(id=destination.id).update(enabled=True)
-    assert batching._pairs_due_since(dt.timedelta(0)) == [(destination.id, mapping.id)]
+    assert outbox.pairs_due_since(dt.timedelta(0)) == [(destination.id, mapping.id)]
     batching.deliver_due(destination.id, mapping.id)
 
     assert steps_of(outcomes(destination)) == {("delivered", ""): 2}
@@ -367,8 +367,13 @@ def test_samples_are_bounded_but_every_event_is_counted(transactional_db, sandbo
 
 
 def queue_length(queue: str) -> int:
-    prefix = batching._marker_key((0, 0)).removesuffix("delivery:scheduled:0:0")
-    return batching._redis().llen(prefix + queue)
+    with wakeups.broker() as broker:
+        return broker.default_channel.client.llen(queue)  # the client adds this run's key prefix
+
+
+def set_marker(pair: tuple[int, int], value: float) -> None:
+    with wakeups.broker() as broker:
+        broker.default_channel.client.set(wakeups.marker_key(pair), value)
 
 
 def test_schedule_enqueues_a_pair_once_it_has_a_full_batch_and_only_once(
@@ -376,22 +381,21 @@ def test_schedule_enqueues_a_pair_once_it_has_a_full_batch_and_only_once(
 ):
     destination, mapping = setup_destination(f"{sandbox.url}/sched/webhook", batch_size=3)
     pair = (destination.id, mapping.id)
-    client = batching._redis()
-    client.delete(batching._marker_key(pair))
+    wakeups.delivery_started(pair)  # no marker left over
     queue_events(destination, mapping, [track(i) for i in range(2)])
     before = queue_length("deliver")
 
     batching.schedule({pair})
-    assert client.get(batching._marker_key(pair)) is None  # 2 of 3: left to the flush
+    assert wakeups.marked_at(pair) is None  # 2 of 3: left to the flush
 
     queue_events(destination, mapping, [track(2)])
     batching.schedule({pair})
     batching.schedule({pair})
-    assert client.get(batching._marker_key(pair)) is not None
+    assert wakeups.marked_at(pair) is not None
     assert queue_length("deliver") == before + 1
 
     batching.deliver_due(*pair)  # what the task does: clears the marker first
-    assert client.get(batching._marker_key(pair)) is None
+    assert wakeups.marked_at(pair) is None
 
 
 def test_the_flush_waits_for_the_oldest_event_and_the_sweeper_overrides_a_stale_marker(
@@ -400,25 +404,24 @@ def test_the_flush_waits_for_the_oldest_event_and_the_sweeper_overrides_a_stale_
     settings.DELIVERY_FLUSH_SECONDS = 1.0
     destination, mapping = setup_destination(f"{sandbox.url}/flush/webhook")
     pair = (destination.id, mapping.id)
-    client = batching._redis()
     queue_events(destination, mapping, [track(0)])
 
-    assert pair not in batching._pairs_due_since(dt.timedelta(seconds=1))
+    assert pair not in outbox.pairs_due_since(dt.timedelta(seconds=1))
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE delivery_outcome SET next_attempt_at = now() - interval '40 seconds'"
             " WHERE destination_id = %s",
             [destination.id],
         )
-    assert pair in batching._pairs_due_since(dt.timedelta(seconds=1))
+    assert pair in outbox.pairs_due_since(dt.timedelta(seconds=1))
 
-    client.set(batching._marker_key(pair), time.time() - 5)
+    set_marker(pair, time.time() - 5)
     batching.sweep_lost()
-    assert float(client.get(batching._marker_key(pair))) < time.time() - 4  # a recent marker is respected
-    client.set(batching._marker_key(pair), time.time() - 60)
+    assert wakeups.marked_at(pair) < time.time() - 4  # a recent marker is respected
+    set_marker(pair, time.time() - 60)
     batching.sweep_lost()
-    assert float(client.get(batching._marker_key(pair))) > time.time() - 2  # a stale one is overridden
-    client.delete(batching._marker_key(pair))
+    assert wakeups.marked_at(pair) > time.time() - 2  # a stale one is overridden
+    wakeups.delivery_started(pair)
 
 
 def test_an_event_whose_batch_keeps_dying_mid_flight_is_given_up(transactional_db, sandbox, private_ok):

@@ -1,6 +1,6 @@
 """End to end: events posted to the real tracking API (/v1/batch), routed and delivered by a real Celery
 worker to real local HTTP servers (the sandbox, pytest-httpserver), with exact per-event outcomes,
-samples and rollups for every answer the seed's review thread asks to see proven — and a worker killed
+samples and rollups for every kind of answer a partial-success reader must get right — and a worker killed
 with SIGKILL in the middle of a batch that loses nothing.
 
 The worker runs with a shrunken retry schedule, a 1 s read timeout and a 5 s lease (see WORKER_ENV).
@@ -91,7 +91,7 @@ def sent_items(sandbox, slot: str) -> list:
     return [item for request in sandbox.requests(slot) for item in request["body"]["batch"]]
 
 
-# --- the six cases of the seed's review -----------------------------------------------------------
+# --- the six cases of a partial-success answer ----------------------------------------------------
 
 
 def test_case_1_a_207_marks_only_the_rejected_events_failed(pipeline, sandbox):

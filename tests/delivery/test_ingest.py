@@ -9,7 +9,7 @@ import json
 import pytest
 from django.db import connection
 
-from delivery import ingest, messages
+from delivery import ingest, validation
 from delivery.models import Event, Sample
 from tests.factories import make_source, make_workspace
 
@@ -515,7 +515,7 @@ def test_a_failed_message_does_not_make_its_message_id_seen(client, source):
 def test_duplicates_are_dropped_within_24_hours_across_midnight(source, hours_ago, duplicate):
     now = dt.datetime.now(dt.UTC).replace(hour=5)  # yesterday's partition holds the earlier message
     earlier = now - dt.timedelta(hours=hours_ago)
-    valid = messages.validate(track(1))
+    valid = validation.validate(track(1))
 
     ingest.store(source, [valid], earlier)
     receipt = ingest.store(source, [valid], now)

@@ -7,9 +7,10 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from delivery import delivering, retries
+from delivery import retries
 from delivery.catalogue import describe
-from delivery.multistatus import Error, ErrorType, Success, error_for_status, reason_for_status
+from delivery.multistatus import error_for_status, reason_for_status
+from delivery.results import Error, ErrorType, Success
 from delivery.steps import Step
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -165,8 +166,8 @@ def fixed(attempts, retry_after):
 def test_a_retryable_error_waits_until_the_budget_is_spent_then_fails_with_the_last_answer():
     error = error_for_status(503, "service unavailable")
 
-    pending = delivering.verdict(error, 2, 2, fixed)
-    exhausted = delivering.verdict(error, 3, 2, fixed)
+    pending = retries.dispose(error, 2, 2, fixed)
+    exhausted = retries.dispose(error, 3, 2, fixed)
 
     assert (pending.step, pending.reason_code, pending.next_attempt_at) == (
         Step.PENDING_RETRY,
@@ -189,8 +190,8 @@ def test_a_retryable_error_waits_until_the_budget_is_spent_then_fails_with_the_l
 def test_final_answers_are_recorded_as_they_are():
     rejected = Error(400, ErrorType.PAYLOAD_VALIDATION_FAILED, "email: invalid", "PAYLOAD_VALIDATION_FAILED")
 
-    failed = delivering.verdict(rejected, 1, 6, fixed)
-    delivered = delivering.verdict(Success(207), 4, 6, fixed)
+    failed = retries.dispose(rejected, 1, 6, fixed)
+    delivered = retries.dispose(Success(207), 4, 6, fixed)
 
     assert (failed.step, failed.reason_code, failed.error_message) == (
         Step.FAILED_DELIVERY,

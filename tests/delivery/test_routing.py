@@ -323,24 +323,3 @@ def test_concurrent_routing_of_the_same_events_counts_each_once(transactional_db
     assert sum(routed) == 300  # one or several of them routed a share; every event exactly once
     assert outcome_counts(cio.id) == {(mapping.id, "queued", ""): 300}
     assert rollup_counts(cio.id) == {(mapping.id, "queued", ""): 300}
-
-
-def test_routing_wake_ups_are_coalesced_while_one_routing_task_is_pending(workspace, source):
-    from delivery import tasks
-    from overview.celery import app
-
-    with app.pool.acquire(block=True) as broker:
-        redis = broker.default_channel.client  # with this run's key prefix
-        redis.delete(tasks.ROUTE_PENDING)
-        app.control.purge()
-
-        for n in range(3):  # one task is published; the two others find it pending
-            tasks.request_routing([n])
-        assert redis.llen("route") == 1
-
-        ids = ingest.ingest(source, [track(1), track(2)]).event_ids
-        tasks.route_events([])  # the pending task runs: it clears the flag, then claims what is unrouted
-        assert Event.objects.filter(id__in=ids, routed_at=None).count() == 0
-        tasks.request_routing([3])  # so the next request publishes again
-        assert redis.llen("route") == 2
-        assert app.control.purge() == 2

@@ -9,7 +9,8 @@ from werkzeug import Response
 from delivery import delivering, http
 from delivery.destinations import InvalidSettings
 from delivery.destinations.webhook import WebhookAdapter, WebhookSettings
-from delivery.multistatus import Error, InvalidEvent, Success
+from delivery.multistatus import InvalidEvent
+from delivery.results import Error, Success
 from devtools.sandbox import partial_rejections
 
 

@@ -1,5 +1,5 @@
 """Validation of tracking API messages: what ingestion makes of each message of a request — a Message to
-store, or a Rejection to count as failed on ingest with the seed's code and what was wrong. Pure
+store, or a Rejection to count as failed on ingest with its reason code and what was wrong. Pure
 functions over parsed JSON; ingest.py reads requests and stores the results."""
 
 import datetime as dt
@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from delivery import jsontext
+from delivery.reasons import Reason
 from delivery.steps import EVENT_TYPES
 
 MAX_MESSAGE_BYTES = 32 * 1024  # what the common analytics clients allow for one message
@@ -51,7 +52,7 @@ class Message:
 class Rejection:
     """A message that failed on ingest: counted under `code`, sampled with the raw message."""
 
-    code: str
+    code: Reason
     error_message: str
     raw: object  # the message as received (made storable: see ingest.storable)
     type: str = ""
@@ -61,10 +62,10 @@ class Rejection:
 
 
 def validate(raw: object, call: str | None = None, defaults: dict | None = None) -> Message | Rejection:
-    """One message → a Message to store, or a Rejection with the seed's code and what was wrong."""
+    """One message → a Message to store, or a Rejection with its reason code and what was wrong."""
     if not isinstance(raw, dict):
         return Rejection(
-            "bad_request", f"A message must be a JSON object, not {kind_of(raw)}.", storable(raw)
+            Reason.BAD_REQUEST_BODY, f"A message must be a JSON object, not {kind_of(raw)}.", storable(raw)
         )
     message = raw
     if call or defaults or "writeKey" in raw:
@@ -75,14 +76,14 @@ def validate(raw: object, call: str | None = None, defaults: dict | None = None)
     try:
         data = jsontext.dumps(message)
     except ValueError:  # NaN or Infinity, which Python's JSON reader accepts and JSON does not
-        return Rejection("bad_request", NOT_FINITE, storable(message))
+        return Rejection(Reason.BAD_REQUEST_BODY, NOT_FINITE, storable(message))
     text = data.decode()
     if "\\u" in text and (problem := _unstorable(text, message)):
-        return Rejection("bad_request", problem, storable(message))
+        return Rejection(Reason.BAD_REQUEST_BODY, problem, storable(message))
     kind, name, app_version = dimensions(message)
     if len(data) > MAX_MESSAGE_BYTES:
         return Rejection(
-            "message_too_large",
+            Reason.MESSAGE_TOO_LARGE,
             f"The message is {len(data):,} bytes, over the 32 KB ({MAX_MESSAGE_BYTES:,} bytes) limit.",
             message,
             kind,
@@ -96,7 +97,7 @@ def validate(raw: object, call: str | None = None, defaults: dict | None = None)
         for key in TIME_FIELDS:
             if (value := message.get(key)) is not None:
                 if (parsed := parse_time(value)) is None:
-                    problem = ("invalid_timestamp", f"{key} is not an ISO 8601 date: {_short(value)}.")
+                    problem = (Reason.INVALID_TIMESTAMP, f"{key} is not an ISO 8601 date: {_short(value)}.")
                     break
                 times[key] = parsed
     if problem:
@@ -135,71 +136,71 @@ def message_id_of(message: dict) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _first_problem(message: dict) -> tuple[str, str] | None:
+def _first_problem(message: dict) -> tuple[Reason, str] | None:
     kind = message.get("type")
     if kind not in EVENT_TYPES:
         if kind is None:
-            return "unsupported_type", "The message has no type."
-        return "unsupported_type", f"The message type {_short(kind)} is not one of {', '.join(EVENT_TYPES)}."
+            return Reason.UNSUPPORTED_TYPE, "The message has no type."
+        return (
+            Reason.UNSUPPORTED_TYPE,
+            f"The message type {_short(kind)} is not one of {', '.join(EVENT_TYPES)}.",
+        )
     user_id, anonymous_id = message.get("userId"), message.get("anonymousId")
     if user_id is None and anonymous_id is None:
-        return "no_user_anon_id", "The message has neither a userId nor an anonymousId."
+        return Reason.NO_USER_ANON_ID, "The message has neither a userId nor an anonymousId."
     for key, value in (("userId", user_id), ("anonymousId", anonymous_id)):
         if value is not None and (not isinstance(value, str) or not value):
-            return "id_not_string", f"{key} must be a non-empty string, not {kind_of(value)}."
+            return Reason.ID_NOT_STRING, f"{key} must be a non-empty string, not {kind_of(value)}."
     if kind == "track":
         event = message.get("event")
         if event is None or event == "":
-            return "event_not_defined", "The track message has no event name."
+            return Reason.EVENT_NOT_DEFINED, "The track message has no event name."
         if not isinstance(event, str):
-            return "event_not_string", f"The event name must be a string, not {kind_of(event)}."
+            return Reason.EVENT_NOT_STRING, f"The event name must be a string, not {kind_of(event)}."
     if kind in ("page", "screen"):
-        for key in ("name", "category"):
+        for key, code in (("name", Reason.NAME_NOT_STRING), ("category", Reason.CATEGORY_NOT_STRING)):
             value = message.get(key)
             if value is not None and (not isinstance(value, str) or not value):
-                return (
-                    f"{key}_not_string",
-                    f"The {kind} {key} must be a non-empty string, not {kind_of(value)}.",
-                )
-    for key in ("properties", "traits"):
+                return code, f"The {kind} {key} must be a non-empty string, not {kind_of(value)}."
+    for key, code in (("properties", Reason.PROPERTIES_NOT_OBJECT), ("traits", Reason.TRAITS_NOT_OBJECT)):
         value = message.get(key)
         if value is not None and not isinstance(value, dict):
-            return f"{key}_not_object", f"{key} must be an object, not {kind_of(value)}."
+            return code, f"{key} must be an object, not {kind_of(value)}."
     context = message.get("context")
     return _context_problem(message, context if isinstance(context, dict) else {})
 
 
-def _context_problem(message: dict, context: dict) -> tuple[str, str] | None:
+def _context_problem(message: dict, context: dict) -> tuple[Reason, str] | None:
     consent = context.get("consent")
     consent = consent if isinstance(consent, dict) else {}
     preferences = consent.get("categoryPreferences")
     if preferences is None:
         if message.get("type") == "track" and message.get("event") == CONSENT_EVENT:
             return (
-                "consent_categorypreferences_should_exist",
+                Reason.CONSENT_CATEGORYPREFERENCES_SHOULD_EXIST,
                 f"A {CONSENT_EVENT!r} event needs a context.consent.categoryPreferences object.",
             )
     elif not isinstance(preferences, dict):
         return (
-            "consent_categorypreferences_fields_should_be_object",
+            Reason.CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_OBJECT,
             f"context.consent.categoryPreferences must be an object, not {kind_of(preferences)}.",
         )
     elif bad := [key for key, value in preferences.items() if not isinstance(value, bool)]:
         return (
-            "consent_categorypreferences_fields_should_be_bool",
+            Reason.CONSENT_CATEGORYPREFERENCES_FIELDS_SHOULD_BE_BOOL,
             f"Consent for {_short(bad[0])} must be true or false, not {kind_of(preferences[bad[0]])}.",
         )
     version = consent.get("version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int | float)):
         return (
-            "consent_version_should_be_number",
+            Reason.CONSENT_VERSION_SHOULD_BE_NUMBER,
             f"context.consent.version must be a number, not {kind_of(version)}.",
         )
     device = context.get("device")
     advertising_id = device.get("advertisingId") if isinstance(device, dict) else None
     if advertising_id is not None and not isinstance(advertising_id, str):
         return (
-            "device_advertisingid_should_be_string",
+            Reason.DEVICE_ADVERTISINGID_SHOULD_BE_STRING,
             f"context.device.advertisingId must be a string, not {kind_of(advertising_id)}.",
         )
     return None

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from delivery import ingest
 from delivery.ingest import RequestRejected
+from delivery.reasons import Reason
 
 NO_WRITE_KEY = "No write key: send it as the HTTP basic-auth user name, or as writeKey in the body."
 UNKNOWN_WRITE_KEY = "Unknown write key: no source has this write key."
@@ -36,7 +37,7 @@ def receive(request: HttpRequest, call: str | None) -> JsonResponse:
     header_key = write_key_from_header(request.headers.get("Authorization", ""))
     source = ingest.find_source(header_key)
     if header_key and source is None:
-        return _error(RequestRejected(401, "unknown_source", UNKNOWN_WRITE_KEY))
+        return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY))
     try:
         try:
             raw = request.body
@@ -51,13 +52,13 @@ def receive(request: HttpRequest, call: str | None) -> JsonResponse:
     if source is None:
         body_key = body.get("writeKey")
         if not isinstance(body_key, str) or not body_key:
-            return _error(RequestRejected(401, "unknown_source", NO_WRITE_KEY))
+            return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, NO_WRITE_KEY))
         source = ingest.find_source(body_key)
         if source is None:
-            return _error(RequestRejected(401, "unknown_source", UNKNOWN_WRITE_KEY))
+            return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY))
     receipt = ingest.ingest(source, messages, call=call, defaults=defaults)
     if receipt.all_too_large:
-        return _error(RequestRejected(413, "message_too_large", ingest.TOO_LARGE_MESSAGE))
+        return _error(RequestRejected(413, Reason.MESSAGE_TOO_LARGE, ingest.TOO_LARGE_MESSAGE))
     return JsonResponse({"success": True})
 
 

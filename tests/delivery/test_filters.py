@@ -1,7 +1,5 @@
-"""The rule language routing reads: conditions, mapping triggers, destination filters, the integrations
-object, consent and source schema controls (plain functions, no database)."""
-
-from types import SimpleNamespace
+"""The rule language routing reads at a destination: conditions, mapping triggers, destination filters,
+the integrations object and consent (plain functions, no database)."""
 
 import pytest
 
@@ -16,7 +14,6 @@ from delivery.filters import (
     parse_trigger,
     rules_drop,
 )
-from delivery.schema_controls import controls_for
 
 ORDER = {
     "type": "track",
@@ -170,24 +167,24 @@ def test_the_gate_checks_disabled_integrations_consent_then_rules_in_that_order(
     }
     rules = [{"action": "drop", "if": {"type": "track"}}]
 
-    assert gate(enabled=False, consent_categories=["ads"], filters=rules).verdict(everything) == (
+    assert gate(enabled=False, consent_categories=["ads"], filters=rules).drop_reason(everything) == (
         "DESTINATION_DISABLED",
         "The destination is disabled.",
     )
-    assert gate(consent_categories=["ads"], filters=rules).verdict(everything) == (
+    assert gate(consent_categories=["ads"], filters=rules).drop_reason(everything) == (
         "FILTERED_BY_INTEGRATIONS_OBJECT",
         "The integrations object has All: false and does not turn this destination on by name.",
     )
     without_integrations = {**everything, "integrations": {}}
-    assert gate(consent_categories=["ads"], filters=rules).verdict(without_integrations) == (
+    assert gate(consent_categories=["ads"], filters=rules).drop_reason(without_integrations) == (
         "FILTERED_BY_END_USER_CONSENT",
         "The end user has not granted consent for: ads.",
     )
-    assert gate(filters=rules).verdict(without_integrations) == (
+    assert gate(filters=rules).drop_reason(without_integrations) == (
         "FILTERED_BY_RULES",
         "Dropped by filter rule 1 (drop when type eq 'track').",
     )
-    assert gate().verdict(without_integrations) == ("", "")
+    assert gate().drop_reason(without_integrations) == ("", "")
 
 
 def test_a_filter_rule_that_cannot_be_read_is_left_out_and_reported():
@@ -197,78 +194,7 @@ def test_a_filter_rule_that_cannot_be_read_is_left_out_and_reported():
     assert [str(error) for error in reported] == [
         "a filter rule's action must be 'drop' or 'keep', not 'explode'"
     ]
-    assert compiled.verdict(ORDER) == (
+    assert compiled.drop_reason(ORDER) == (
         "FILTERED_BY_RULES",
         "Dropped by filter rule 2 (drop when every event).",
     )
-
-
-# --- schema controls ------------------------------------------------------------------------------
-
-PLAN = {
-    "Order Completed": {
-        "type": "object",
-        "properties": {"properties": {"type": "object", "required": ["total"]}},
-    },
-    "Signed Up": {},
-}
-COMMON = {"type": "object", "required": ["context"]}
-
-
-def source(**fields) -> SimpleNamespace:
-    defaults = {
-        "blocked_event_types": [],
-        "tracking_plan": PLAN,
-        "common_schema": COMMON,
-        "block_unplanned_events": True,
-        "block_schema_violations": True,
-    }
-    return SimpleNamespace(**{**defaults, **fields})
-
-
-def reason(src: SimpleNamespace, message: dict) -> str:
-    verdict = controls_for(src).check(message)
-    return verdict.reason if verdict else ""
-
-
-def test_blocked_types_are_discarded_by_event_setting():
-    src = source(blocked_event_types=["page"], tracking_plan={}, common_schema={})
-    verdict = controls_for(src).check({"type": "page"})
-
-    assert (verdict.reason, verdict.error_message) == ("event_setting", "The source discards page messages.")
-    assert reason(src, ORDER) == ""
-
-
-def test_unplanned_and_violating_events_get_the_seeds_codes():
-    src = source()
-    no_context = {k: v for k, v in ORDER.items() if k != "context"}
-
-    assert reason(src, ORDER) == ""
-    assert reason(src, {**ORDER, "event": "Clicked"}) == "unplanned"
-    assert reason(src, {**no_context, "event": "Clicked"}) == "unplanned_and_schema_violation"
-    assert reason(src, {**ORDER, "properties": {}}) == "schema_violation"
-    assert reason(src, no_context) == "common_schema_violation"
-    assert reason(src, {"type": "identify", "userId": "u"}) == "common_schema_violation"
-    assert reason(src, {"type": "identify", "userId": "u", "context": {}}) == ""  # never unplanned
-
-
-def test_violations_pass_when_the_source_does_not_block_them():
-    src = source(block_schema_violations=False, block_unplanned_events=False)
-
-    assert reason(src, {**ORDER, "properties": {}}) == ""
-    assert reason(src, {"type": "track", "event": "Clicked"}) == ""
-
-
-def test_a_violation_says_where_the_event_broke_the_schema():
-    verdict = controls_for(source()).check({**ORDER, "properties": {}})
-
-    assert verdict.error_message == (
-        "'Order Completed' breaks its schema in the tracking plan: "
-        "$.properties: 'total' is a required property"
-    )
-
-
-def test_an_invalid_schema_checks_nothing_rather_than_drop_events():
-    src = source(tracking_plan={"Order Completed": {"type": "no-such-type"}}, common_schema={})
-
-    assert reason(src, {**ORDER, "properties": {}}) == ""

@@ -1,0 +1,224 @@
+"""The outbox: outcome rows as the record of delivery work still to do. Routing inserts them, batching
+asks which pairs have due ones, delivery claims a batch under a lease and settles it — all the SQL on
+delivery_outcome that moves an outcome through its states is here.
+
+The claim is a conditional UPDATE (FOR UPDATE SKIP LOCKED) that stamps `claimed_until` (the lease)
+and pushes `next_attempt_at` to the lease's end, so a worker killed mid-batch leaves rows that fall
+due again by themselves when the lease runs out. The lease value is also the claim's token: results
+are recorded only on rows still open and still carrying it, so an outcome already final, or claimed
+again by someone else after the lease ran out, is never counted twice (at-least-once sending,
+exactly-once counting).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from delivery import jsontext
+from delivery.recording import Where
+from delivery.sql import copy_rows
+from delivery.steps import OPEN_STEPS
+
+# The outcome states with work to do, as SQL: "('queued', 'pending_retry')", the open index's predicate.
+OPEN = "(" + ", ".join(f"'{step}'" for step in OPEN_STEPS) + ")"
+
+Pair = tuple[int, int]  # (destination id, mapping id)
+
+# --- routing: new outcomes --------------------------------------------------------------------------
+
+OUTCOME_COLUMNS = (
+    "received_at", "event_id", "workspace_id", "source_id", "destination_id", "mapping_id", "event_type",
+    "event_name", "app_version", "step", "reason_code", "next_attempt_at", "updated_at",
+)  # fmt: skip
+OUTCOME_TYPES = (
+    "timestamptz", "int8", "int8", "int8", "int8", "int8", "text", "text", "text", "text", "text",
+    "timestamptz", "timestamptz",
+)  # fmt: skip
+
+
+def insert_outcomes(rows: list[tuple]) -> None:
+    """New outcome rows, one tuple per row in OUTCOME_COLUMNS' order, by binary COPY."""
+    copy_rows("delivery_outcome", OUTCOME_COLUMNS, rows, OUTCOME_TYPES)
+
+
+# --- batching: which pairs have due work ------------------------------------------------------------
+
+
+def pairs_with_full_batch(pairs: set[Pair]) -> list[Pair]:
+    """Those of these enabled (destination, mapping) pairs with at least a batch of due outcomes."""
+    if not pairs:
+        return []
+    destinations, mappings = zip(*sorted(pairs), strict=True)
+    with connection.cursor() as cursor:
+        # One probe per pair: count due rows up to the batch size (never more), using the open index.
+        cursor.execute(
+            f"""
+            SELECT p.destination_id, p.mapping_id
+            FROM unnest(%s::bigint[], %s::bigint[]) AS p(destination_id, mapping_id)
+            JOIN delivery_destination d ON d.id = p.destination_id AND d.enabled
+            JOIN delivery_mapping m ON m.id = p.mapping_id AND m.destination_id = d.id AND m.enabled
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS due FROM (
+                    SELECT 1 FROM delivery_outcome o
+                    WHERE o.destination_id = p.destination_id AND o.mapping_id = p.mapping_id
+                      AND o.step IN {OPEN} AND o.next_attempt_at <= statement_timestamp()
+                    LIMIT d.batch_size
+                ) AS capped
+            ) AS c
+            WHERE c.due >= d.batch_size
+            """,
+            [list(destinations), list(mappings)],
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def pairs_due_since(waited: dt.timedelta) -> list[Pair]:
+    """Enabled pairs with an outcome that has been due for at least `waited`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT m.destination_id, m.id
+            FROM delivery_mapping m JOIN delivery_destination d ON d.id = m.destination_id
+            WHERE d.enabled AND m.enabled AND EXISTS (
+                SELECT 1 FROM delivery_outcome o
+                WHERE o.destination_id = m.destination_id AND o.mapping_id = m.id
+                  AND o.step IN {OPEN}
+                  AND o.next_attempt_at <= statement_timestamp() - make_interval(secs => %s)
+            )
+            ORDER BY m.destination_id, m.id
+            """,
+            [waited.total_seconds()],
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+# --- delivery: claiming a batch -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """One outcome taken for this attempt, with the step and reason it had before."""
+
+    id: int
+    received_at: dt.datetime
+    event_id: int
+    where: Where
+    step: str
+    reason_code: str
+    attempts: int  # including this attempt
+
+
+@dataclass(frozen=True)
+class Claim:
+    lease: dt.datetime  # the rows' claimed_until: proof that they are still ours when recording
+    outcomes: list[Claimed]  # oldest event first: the order events are sent in
+    events: dict[int, tuple[str, Any]]  # event id -> (message id, message)
+
+
+_DUE = f"""
+SELECT received_at, id FROM delivery_outcome
+WHERE destination_id = %s AND mapping_id = %s
+  AND step IN {OPEN} AND next_attempt_at <= statement_timestamp()
+ORDER BY next_attempt_at
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+# The time range, given as literals, lets PostgreSQL plan for the batch's daily partitions only. The
+# claimed rows come back with their events (outcomes carry their event's received_at).
+_CLAIM = """
+WITH claimed AS (
+    UPDATE delivery_outcome o
+    SET claimed_until = statement_timestamp() + make_interval(secs => %s),
+        next_attempt_at = statement_timestamp() + make_interval(secs => %s),
+        attempts = o.attempts + 1
+    FROM unnest(%s::timestamptz[], %s::bigint[]) AS due(received_at, id)
+    WHERE o.received_at = due.received_at AND o.id = due.id AND o.received_at >= %s AND o.received_at <= %s
+    RETURNING o.id, o.received_at, o.event_id, o.workspace_id, o.source_id, o.event_type, o.event_name,
+        o.app_version, o.step, o.reason_code, o.attempts, o.claimed_until
+)
+SELECT c.*, e.message_id, e.payload
+FROM claimed c
+LEFT JOIN delivery_event e
+    ON e.received_at = c.received_at AND e.id = c.event_id AND e.received_at >= %s AND e.received_at <= %s
+ORDER BY c.received_at, c.id
+"""
+
+
+def lease_seconds() -> float:
+    """How long a claim may take before its rows are due again: well over the longest request."""
+    configured = settings.DELIVERY_LEASE_SECONDS
+    if configured:
+        return configured
+    return max(60.0, 2 * (settings.DELIVERY_CONNECT_TIMEOUT + settings.DELIVERY_READ_TIMEOUT) + 30)
+
+
+def claim(destination_id: int, mapping_id: int, limit: int, lease: float | None = None) -> Claim | None:
+    """Take up to `limit` due outcomes of this destination and mapping, with their events (committed at
+    once, so the lease is visible to every other worker while the request is in flight)."""
+    lease = lease if lease is not None else lease_seconds()
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Losing a claim in a database crash loses nothing (the rows stay due), so it need not wait
+        # for its WAL to reach the disk.
+        cursor.execute("SET LOCAL synchronous_commit TO off")
+        cursor.execute(_DUE, [destination_id, mapping_id, limit])
+        due = cursor.fetchall()
+        if not due:
+            return None
+        times, ids = [row[0] for row in due], [row[1] for row in due]
+        first, last = min(times), max(times)
+        cursor.execute(_CLAIM, [lease, lease, times, ids, first, last, first, last])
+        rows = cursor.fetchall()
+    outcomes = [
+        Claimed(
+            id=row[0],
+            received_at=row[1],
+            event_id=row[2],
+            where=Where(row[3], row[4], destination_id, mapping_id, row[5], row[6], row[7]),
+            step=row[8],
+            reason_code=row[9],
+            attempts=row[10],
+        )
+        for row in rows
+    ]
+    # Django's psycopg setup hands jsonb over as text. An event row can only be missing if its partition
+    # was dropped while its outcome's was not (retention).
+    events = {row[2]: (row[12], jsontext.loads(row[13])) for row in rows if row[13] is not None}
+    return Claim(lease=rows[0][11], outcomes=outcomes, events=events)
+
+
+# --- delivery: settling a claimed batch ---------------------------------------------------------------
+
+_SETTLE = f"""
+UPDATE delivery_outcome o
+SET step = u.step, reason_code = u.reason_code, status = u.status, error_type = u.error_type,
+    error_message = u.error_message, next_attempt_at = u.next_attempt_at, claimed_until = NULL,
+    updated_at = statement_timestamp()
+FROM unnest(%s::timestamptz[], %s::bigint[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[],
+            %s::timestamptz[])
+    AS u(received_at, id, step, reason_code, status, error_type, error_message, next_attempt_at)
+WHERE o.received_at = u.received_at AND o.id = u.id
+  AND o.received_at >= %s AND o.received_at <= %s
+  AND o.claimed_until = %s AND o.step IN {OPEN}
+RETURNING o.id
+"""
+
+
+def settle(claim_: Claim, columns: Sequence[list]) -> set[int]:
+    """Write each claimed outcome's new state — columns (received_at, id, step, reason_code, status,
+    error_type, error_message, next_attempt_at), one list each — on rows still open and still under
+    this claim's lease; returns the ids written (the others are no longer ours). In the caller's
+    transaction, with the counts of the same outcomes."""
+    times = columns[0]
+    with connection.cursor() as cursor:
+        # If a database crash loses this commit, the rows are still claimed and are sent again when
+        # the lease runs out: a duplicate send, never a lost or double-counted event (the same
+        # guarantee as a worker crash), so the batch need not wait for the WAL flush.
+        cursor.execute("SET LOCAL synchronous_commit TO off")
+        cursor.execute(_SETTLE, [*columns, min(times), max(times), claim_.lease])
+        return {row[0] for row in cursor.fetchall()}
