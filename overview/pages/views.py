@@ -12,17 +12,17 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 
 from delivery.catalogue import describe, reasons_for
-from delivery.models import Destination, Source, Workspace
+from delivery.models import Destination, Source
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
 from overview import metrics, windows
 from overview.pages import display
-from overview.pages.navigation import operator_zone, zone_name
+from overview.pages.navigation import operator_zone, render_page, zone_name
 from overview.pages.state import State
-from overview.tenancy import workspaces_for
+from overview.tenancy import workspace_or_404, workspaces_for
 
 PRESET_SHORT = {"10m": "10 min", "1h": "1 hour", "24h": "24 hours", "7d": "7 days", "14d": "2 weeks"}
 
@@ -31,28 +31,17 @@ def lookback() -> dt.timedelta:
     return dt.timedelta(minutes=settings.DASHBOARD_LOOKBACK_MINUTES)
 
 
-def _workspace(request: HttpRequest, slug: str) -> Workspace:
-    """One of the operator's workspaces; any other slug is a 404, whether it exists or not."""
-    return get_object_or_404(workspaces_for(request.user), slug=slug)
-
-
-def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
-    zone = operator_zone(request)
-    with timezone.override(zone):
-        return render(request, template, context, status=status)
-
-
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     first = workspaces_for(request.user).first()
     if first is None:
-        return _render(request, "overview/no_workspace.html", {})
+        return render_page(request, "overview/no_workspace.html", {})
     return redirect("workspace", slug=first.slug)
 
 
 @login_required
 def workspace(request: HttpRequest, slug: str) -> HttpResponse:
-    ws = _workspace(request, slug)
+    ws = workspace_or_404(request.user, slug)
     sources = list(ws.sources.order_by("name"))
     destinations = list(ws.destinations.order_by("name").prefetch_related("sources"))
     window = windows.preset("24h", timezone.now(), lookback())
@@ -65,7 +54,7 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
         "sources": [(s, display.sparkline(s.trend)) for s in summary.sources],
         "destinations": [(d, display.sparkline(d.trend)) for d in summary.destinations],
     }
-    return _render(
+    return render_page(
         request,
         "overview/workspace.html",
         {
@@ -81,15 +70,15 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def catalogue(request: HttpRequest, slug: str) -> HttpResponse:
-    ws = _workspace(request, slug)
+    ws = workspace_or_404(request.user, slug)
     steps = [s for s in PIPELINE if s in DISCARD_STEPS or s == Step.PENDING_RETRY]
     groups = [(step, reasons_for(step)) for step in steps]
-    return _render(request, "overview/catalogue.html", {"workspace": ws, "groups": groups})
+    return render_page(request, "overview/catalogue.html", {"workspace": ws, "groups": groups})
 
 
 @login_required
 def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    ws = _workspace(request, slug)
+    ws = workspace_or_404(request.user, slug)
     destination = get_object_or_404(Destination, workspace=ws, pk=pk)
     state, problems = State.from_query(request.GET), []
     try:
@@ -108,17 +97,17 @@ def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
         sources=list(destination.sources.order_by("name")),
         endpoint_host=urlsplit(destination.endpoint).hostname or "",
     )
-    return _render(request, "overview/destination.html", context, status=400 if problems else 200)
+    return render_page(request, "overview/destination.html", context, status=400 if problems else 200)
 
 
 @login_required
 def source_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    ws = _workspace(request, slug)
+    ws = workspace_or_404(request.user, slug)
     source = get_object_or_404(Source, workspace=ws, pk=pk)
     state, problems = State.from_query(request.GET), []
     context = _overview(request, state, metrics.source_scope(source), problems)
     context.update(workspace=ws, source=source, destinations=list(source.destinations.order_by("name")))
-    return _render(request, "overview/source.html", context, status=400 if problems else 200)
+    return render_page(request, "overview/source.html", context, status=400 if problems else 200)
 
 
 def _window(request: HttpRequest, state: State, problems: list[str]) -> windows.Window:
