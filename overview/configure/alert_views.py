@@ -10,10 +10,12 @@ from django.views.decorators.http import require_POST
 
 from delivery.models import Destination, Source, Workspace
 from overview import alerts, notify, tenancy
-from overview.api.serializers import AlertRuleSerializer
+from overview.configuration import alert_rules
 from overview.configure.forms import AlertRuleForm
-from overview.configure.pages import page, read_only, require_owner, save_through_api, workspace_of
+from overview.configure.pages import read_only, save_form
 from overview.models import AlertRule, Incident, Notification
+from overview.pages.navigation import render_page
+from overview.tenancy import require_owner, workspace_or_404
 
 RATE_DEFINITION = (
     "Successful delivery rate = events delivered ÷ (delivered + failed delivery) over the last 24 hours, "
@@ -42,14 +44,14 @@ def _alerts_tab(request: HttpRequest, workspace: Workspace, kind: str, subject) 
     field = "destination" if kind == AlertRule.Kind.DELIVERY_RATE else "source"
     form = AlertRuleForm(request.POST or None, kind=kind)
     if request.method == "POST":
-        require_owner(request, workspace)
+        require_owner(request.user, workspace)
         if form.is_valid():
-            data = {**form.api_data(), "kind": kind, field: subject.id}
-            if rule := save_through_api(AlertRuleSerializer, request, form, data, created_by=request.user):
+            data = {**form.changes(), "kind": kind, field: subject, "created_by": request.user}
+            if rule := save_form(form, alert_rules.create_rule, data):
                 messages.success(request, f"Alert rule created: {rule.description}.")
                 return redirect(f"configure:{field}_alerts", workspace.slug, subject.id)
     rules = AlertRule.objects.filter(**{field: subject}).order_by("id")
-    return page(
+    return render_page(
         request,
         "configure/alerts_tab.html",
         {
@@ -70,14 +72,14 @@ def _alerts_tab(request: HttpRequest, workspace: Workspace, kind: str, subject) 
 
 @login_required
 def destination_alerts(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     destination = get_object_or_404(Destination, workspace=workspace, pk=pk)
     return _alerts_tab(request, workspace, AlertRule.Kind.DELIVERY_RATE, destination)
 
 
 @login_required
 def source_alerts(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     source = get_object_or_404(Source, workspace=workspace, pk=pk)
     return _alerts_tab(request, workspace, AlertRule.Kind.SOURCE_VOLUME, source)
 
@@ -90,13 +92,13 @@ def _back_to(rule: AlertRule):
 
 @login_required
 def rule_edit(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     rule = get_object_or_404(AlertRule.objects.select_related("workspace"), workspace=workspace, pk=rule_id)
     can_write = tenancy.can_write(request.user, workspace)
     if request.method == "POST":
-        require_owner(request, workspace)
+        require_owner(request.user, workspace)
         form = AlertRuleForm(request.POST, kind=rule.kind)
-        if form.is_valid() and save_through_api(AlertRuleSerializer, request, form, form.api_data(), rule):
+        if form.is_valid() and save_form(form, alert_rules.update_rule, rule, form.changes()):
             messages.success(request, "Alert rule saved.")
             return _back_to(rule)
     else:
@@ -108,15 +110,15 @@ def rule_edit(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
         "form": form if can_write else read_only(form),
         "can_write": can_write,
     }
-    return page(request, "configure/rule_form.html", context)
+    return render_page(request, "configure/rule_form.html", context)
 
 
 @login_required
 @require_POST
 def rule_mute(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     rule = get_object_or_404(AlertRule.objects.select_related("workspace"), workspace=workspace, pk=rule_id)
-    require_owner(request, workspace)
+    require_owner(request.user, workspace)
     rule.muted = not rule.muted
     rule.save(update_fields=["muted"])
     messages.success(request, "Rule muted: nobody is notified." if rule.muted else "Rule unmuted.")
@@ -126,9 +128,9 @@ def rule_mute(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def rule_delete(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     rule = get_object_or_404(AlertRule.objects.select_related("workspace"), workspace=workspace, pk=rule_id)
-    require_owner(request, workspace)
+    require_owner(request.user, workspace)
     back = _back_to(rule)
     alerts.delete_rule(rule)
     messages.success(request, "Alert rule deleted; its incidents stay on record.")
@@ -137,7 +139,7 @@ def rule_delete(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
 
 @login_required
 def alerts_home(request: HttpRequest, slug: str) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     rules = (
         AlertRule.objects.filter(workspace=workspace).select_related("destination", "source").order_by("id")
     )
@@ -149,12 +151,12 @@ def alerts_home(request: HttpRequest, slug: str) -> HttpResponse:
         "sources": workspace.sources.order_by("name"),
         "can_write": tenancy.can_write(request.user, workspace),
     }
-    return page(request, "configure/alerts_home.html", context)
+    return render_page(request, "configure/alerts_home.html", context)
 
 
 @login_required
 def incident_detail(request: HttpRequest, slug: str, incident_id: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     incident = get_object_or_404(
         Incident.objects.select_related("rule", "destination", "source"), workspace=workspace, pk=incident_id
     )
@@ -164,7 +166,7 @@ def incident_detail(request: HttpRequest, slug: str, incident_id: int) -> HttpRe
         "events": incident.events.prefetch_related("deliveries"),
         "overview_link": notify.overview_link(incident),  # the link the messages carry, relative here
     }
-    return page(request, "configure/incident.html", context)
+    return render_page(request, "configure/incident.html", context)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -176,7 +178,7 @@ def notifications(request: HttpRequest) -> HttpResponse:
     mine = Notification.objects.filter(
         user=request.user, workspace__in=tenancy.workspaces_for(request.user)
     ).select_related("workspace", "incident")
-    return page(request, "configure/notifications.html", {"notifications": mine[:100]})
+    return render_page(request, "configure/notifications.html", {"notifications": mine[:100]})
 
 
 @login_required
