@@ -1,19 +1,19 @@
-"""Alert pages: the Alerts tab of each destination and source (rules to create, edit, mute and delete,
-and their incidents), the workspace's alerts, an incident's timeline, and the in-app notifications."""
+"""Alert rule pages: the Alerts tab of each destination and source (rules to create, with their recent
+incidents), and a rule's page to edit, mute or delete it."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from delivery.models import Destination, Source, Workspace
-from overview import alerts, notify, tenancy
+from overview import alerts, tenancy
+from overview.alerting.incidents import recent_incidents
 from overview.configuration import alert_rules
 from overview.configure.forms import AlertRuleForm
 from overview.configure.pages import read_only, save_form
-from overview.models import AlertRule, Incident, Notification
+from overview.models import AlertRule
 from overview.pages.navigation import render_page
 from overview.tenancy import require_owner, workspace_or_404
 
@@ -29,14 +29,6 @@ FLAPPING_NOTE = (
     "An incident opens at the first breached evaluation (every minute) and resolves after two evaluations "
     "in a row recovered by at least 1 point, so a figure hovering at the threshold does not flap."
 )
-
-
-def _incidents(workspace: Workspace, **subject) -> list[Incident]:
-    return list(
-        Incident.objects.filter(workspace=workspace, **subject)
-        .select_related("destination", "source", "rule")
-        .order_by("status", "-opened_at")[:50]
-    )
 
 
 def _alerts_tab(request: HttpRequest, workspace: Workspace, kind: str, subject) -> HttpResponse:
@@ -60,7 +52,7 @@ def _alerts_tab(request: HttpRequest, workspace: Workspace, kind: str, subject) 
             "subject": subject,
             "kind": kind,
             "rules": rules,
-            "incidents": _incidents(workspace, **{field: subject}),
+            "incidents": recent_incidents(workspace, **{field: subject}),
             "form": form if can_write else read_only(form),
             "can_write": can_write,
             "definition": RATE_DEFINITION if kind == AlertRule.Kind.DELIVERY_RATE else VOLUME_DEFINITION,
@@ -135,66 +127,3 @@ def rule_delete(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
     alerts.delete_rule(rule)
     messages.success(request, "Alert rule deleted; its incidents stay on record.")
     return back
-
-
-@login_required
-def alerts_home(request: HttpRequest, slug: str) -> HttpResponse:
-    workspace = workspace_or_404(request.user, slug)
-    rules = (
-        AlertRule.objects.filter(workspace=workspace).select_related("destination", "source").order_by("id")
-    )
-    context = {
-        "workspace": workspace,
-        "rules": rules,
-        "incidents": _incidents(workspace),
-        "destinations": workspace.destinations.order_by("name"),
-        "sources": workspace.sources.order_by("name"),
-        "can_write": tenancy.can_write(request.user, workspace),
-    }
-    return render_page(request, "configure/alerts_home.html", context)
-
-
-@login_required
-def incident_detail(request: HttpRequest, slug: str, incident_id: int) -> HttpResponse:
-    workspace = workspace_or_404(request.user, slug)
-    incident = get_object_or_404(
-        Incident.objects.select_related("rule", "destination", "source"), workspace=workspace, pk=incident_id
-    )
-    context = {
-        "workspace": workspace,
-        "incident": incident,
-        "events": incident.events.prefetch_related("deliveries"),
-        "overview_link": notify.overview_link(incident),  # the link the messages carry, relative here
-    }
-    return render_page(request, "configure/incident.html", context)
-
-
-# ---------------------------------------------------------------------------------------------------
-# In-app notifications
-
-
-@login_required
-def notifications(request: HttpRequest) -> HttpResponse:
-    mine = Notification.objects.filter(
-        user=request.user, workspace__in=tenancy.workspaces_for(request.user)
-    ).select_related("workspace", "incident")
-    return render_page(request, "configure/notifications.html", {"notifications": mine[:100]})
-
-
-@login_required
-def notification_open(request: HttpRequest, notification_id: int) -> HttpResponse:
-    """Mark one read and go to its incident."""
-    notification = get_object_or_404(Notification, user=request.user, pk=notification_id)
-    if notification.read_at is None:
-        notification.read_at = timezone.now()
-        notification.save(update_fields=["read_at"])
-    if notification.incident_id:
-        return redirect("configure:incident", notification.workspace.slug, notification.incident_id)
-    return redirect("configure:notifications")
-
-
-@login_required
-@require_POST
-def notifications_read(request: HttpRequest) -> HttpResponse:
-    Notification.objects.filter(user=request.user, read_at__isnull=True).update(read_at=timezone.now())
-    return redirect("configure:notifications")
