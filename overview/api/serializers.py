@@ -16,7 +16,7 @@ from overview.api.strict import (
     checked_rules,
 )
 from overview.configuration import alert_rules, destinations, mappings, sources
-from overview.configuration.checks import check_endpoint, keeps_workspace, storable_json
+from overview.configuration.common import check_endpoint, keeps_workspace, storable_json
 from overview.models import AlertRule, Channel, ChannelDelivery, Incident, IncidentEvent
 
 # ---------------------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ class MappingSerializer(StrictModelSerializer):
         # The model's `fields` cannot be declared on the class: it would shadow Serializer.fields.
         declared = super().get_fields()
         declared["fields"] = serializers.DictField(
-            child=StrictCharField(max_length=500),
+            child=StrictCharField(max_length=mappings.MAX_FIELD_PATH),
             required=False,
             help_text='Target field -> path in the message, e.g. {"email": "traits.email"}; {} sends the'
             " whole event.",
@@ -249,7 +249,7 @@ class AlertRuleSerializer(StrictModelSerializer):
         write_only=True,
         required=False,
         allow_blank=True,
-        max_length=500,
+        max_length=alert_rules.MAX_WEBHOOK_URL,
         help_text="Slack-compatible incoming webhook. Write-only: omit to keep the current one, ''"
         " to remove.",
     )

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Model
 from rest_framework import serializers
 
-from overview.configuration.checks import ConfigurationError, Invalid
+from overview.configuration.common import ConfigurationError, Invalid
 
 T = TypeVar("T")
 

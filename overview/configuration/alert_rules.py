@@ -4,17 +4,19 @@ thresholds in range, channels it can send on), and saving it; the Slack webhook 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from overview.configuration.checks import (
+from overview.configuration.common import (
     ConfigurationError,
     Invalid,
     bounded,
     check_endpoint,
     each_item,
     run_checks,
+    saved,
 )
 from overview.models import AlertRule, Channel
 
 MAX_VOLUME_THRESHOLD = 10_000.0
+MAX_WEBHOOK_URL = 500
 
 KEEPS_SUBJECT = "A rule keeps its kind and subject; create a new rule instead."
 RATE_NEEDS_DESTINATION = "A delivery_rate rule watches one destination (and no source)."
@@ -38,6 +40,9 @@ def check_email(address: str) -> str:
 
 
 def check_slack_webhook_url(url: str) -> str:
+    """'' removes the webhook; anything else must be a public URL the outbound client would reach."""
+    if len(url) > MAX_WEBHOOK_URL:
+        raise Invalid(f"Ensure this field has no more than {MAX_WEBHOOK_URL} characters.")
     return check_endpoint(url) if url else url
 
 
@@ -85,14 +90,7 @@ def validate(data: dict, rule: AlertRule | None = None) -> dict:
 
 def save(checked: dict, rule: AlertRule | None = None) -> AlertRule:
     """Store data that `validate` passed; a webhook left out keeps the stored one, '' removes it."""
-    checked = dict(checked)
-    rule = rule or AlertRule()
-    if "slack_webhook_url" in checked:
-        rule.slack_webhook_url = checked.pop("slack_webhook_url")
-    for name, value in checked.items():
-        setattr(rule, name, value)
-    rule.save()
-    return rule
+    return saved(rule or AlertRule(), checked)
 
 
 def create_rule(data: dict) -> AlertRule:

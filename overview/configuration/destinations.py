@@ -2,16 +2,18 @@
 and retry limits, sources of the same workspace), and saving it; credentials are stored encrypted."""
 
 from delivery.destinations import ADAPTERS, InvalidSettings
-from delivery.filters import InvalidRule, parse_filters
+from delivery.filters import parse_filters
 from delivery.models import Destination
-from overview.configuration.checks import (
+from overview.configuration.common import (
     ConfigurationError,
     Invalid,
     bounded,
     check_endpoint,
     each_item,
     keeps_workspace,
+    readable_by,
     run_checks,
+    saved,
     storable_json,
 )
 
@@ -19,14 +21,7 @@ MAX_BATCH_SIZE = 1000
 MAX_RETRIES = 20
 MAX_CONSENT_CATEGORY = 100
 
-
-def check_filters(rules: list) -> list:
-    storable_json(rules)
-    try:
-        parse_filters(rules)
-    except InvalidRule as error:
-        raise Invalid(str(error)) from error
-    return rules
+check_filters = readable_by(parse_filters)
 
 
 def check_consent_category(name: str) -> str:
@@ -80,15 +75,9 @@ def validate(data: dict, destination: Destination | None = None) -> dict:
 
 def save(checked: dict, destination: Destination | None = None) -> Destination:
     """Store data that `validate` passed; credentials left out keep the stored ones."""
-    checked = dict(checked)
-    sources = checked.pop("sources", None)
-    destination = destination or Destination()
-    if "credentials" in checked:
-        destination.credentials = checked.pop("credentials")
-    for name, value in checked.items():
-        setattr(destination, name, value)
-    destination.save()
-    if sources is not None:
+    fields = {name: value for name, value in checked.items() if name != "sources"}
+    destination = saved(destination or Destination(), fields)
+    if (sources := checked.get("sources")) is not None:
         destination.sources.set(sources)
     return destination
 

@@ -1,19 +1,12 @@
 """What a mapping may be (a trigger routing can read, target fields that are paths), and saving it."""
 
-from delivery.filters import InvalidRule, parse_trigger
+from delivery.filters import parse_trigger
 from delivery.models import Mapping
-from overview.configuration.checks import Invalid, run_checks, storable_json
+from overview.configuration.common import Invalid, readable_by, run_checks, saved, storable_json
 
 MAX_FIELD_PATH = 500
 
-
-def check_trigger(trigger: dict) -> dict:
-    storable_json(trigger)
-    try:
-        parse_trigger(trigger)
-    except InvalidRule as error:
-        raise Invalid(str(error)) from error
-    return trigger
+check_trigger = readable_by(parse_trigger)
 
 
 def check_fields(fields: dict) -> dict:
@@ -34,12 +27,7 @@ def validate(data: dict) -> dict:
 
 def save(checked: dict, mapping: Mapping | None = None) -> Mapping:
     """Store data that `validate` passed: a new mapping (with its `destination`), or the changes."""
-    if mapping is None:
-        return Mapping.objects.create(**checked)
-    for name, value in checked.items():
-        setattr(mapping, name, value)
-    mapping.save()
-    return mapping
+    return saved(mapping or Mapping(), checked)
 
 
 def create_mapping(data: dict) -> Mapping:

@@ -1,7 +1,13 @@
 """What a source's configuration may be (its schema controls and tracking plan), and saving it."""
 
 from delivery.models import Source
-from overview.configuration.checks import check_json_schema, keeps_workspace, run_checks, storable_json
+from overview.configuration.common import (
+    check_json_schema,
+    keeps_workspace,
+    run_checks,
+    saved,
+    storable_json,
+)
 
 
 def check_blocked_event_types(types: list[str]) -> list[str]:
@@ -38,12 +44,7 @@ def validate(data: dict, source: Source | None = None) -> dict:
 
 def save(checked: dict, source: Source | None = None) -> Source:
     """Store data that `validate` passed: a new source, or the changes to `source`."""
-    if source is None:
-        return Source.objects.create(**checked)
-    for name, value in checked.items():
-        setattr(source, name, value)
-    source.save()
-    return source
+    return saved(source or Source(), checked)
 
 
 def create_source(data: dict) -> Source:

@@ -4,7 +4,7 @@ rules as the API), with the service's field errors shown next to the right input
 from collections.abc import Callable
 from typing import TypeVar
 
-from overview.configuration.checks import ConfigurationError
+from overview.configuration.common import ConfigurationError
 from overview.configure.forms import ConfigForm
 
 T = TypeVar("T")

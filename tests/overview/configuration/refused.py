@@ -2,7 +2,7 @@
 
 import pytest
 
-from overview.configuration.checks import ConfigurationError
+from overview.configuration.common import ConfigurationError
 
 
 def field_errors(save, *args) -> dict[str, list[str]]:

@@ -77,3 +77,7 @@ def test_thresholds_channels_and_recipients_are_checked(watched):
         "min_volume": ["Ensure this value is greater than or equal to 0."],
         "email_recipients": ["item 2: Enter a valid email address."],
     }
+    too_long = "https://hooks.example.com/" + "x" * 500
+    assert field_errors(create_rule, {**rate, "slack_webhook_url": too_long}) == {
+        "slack_webhook_url": ["Ensure this field has no more than 500 characters."]
+    }

@@ -1,13 +1,18 @@
-"""The errors configuration services raise, and the checks they share: values PostgreSQL can store,
-JSON Schemas, public URLs, bounded numbers."""
+"""What every configuration service shares: the errors it raises, the checks (values PostgreSQL can
+store, JSON Schemas, public URLs, bounded numbers, lists item by item) and saving checked changes."""
 
 from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
+from typing import TypeVar
 
+from django.db.models import Model
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators as schema_validators
 
 from delivery import http
+from delivery.filters import InvalidRule
+
+M = TypeVar("M", bound=Model)
 
 
 class Invalid(ValueError):
@@ -80,6 +85,20 @@ def _only_local_refs(schema: object, what: str) -> None:
             _only_local_refs(item, what)
 
 
+def readable_by(parse: Callable[[object], object]) -> Callable[[object], object]:
+    """A check that routing can read a stored JSON rule (filters, a trigger) with `parse`."""
+
+    def check(rule: object) -> object:
+        storable_json(rule)
+        try:
+            parse(rule)
+        except InvalidRule as error:
+            raise Invalid(str(error)) from error
+        return rule
+
+    return check
+
+
 def check_endpoint(url: str) -> str:
     """Refuse URLs the pipeline's outbound client would refuse (delivery.http's rule). A host that does
     not resolve now is accepted: delivery records ENOTFOUND if it still does not when events go out."""
@@ -130,3 +149,12 @@ def keeps_workspace(what: str, current) -> Callable[[object], object]:
         return workspace
 
     return check
+
+
+def saved(instance: M, changes: dict) -> M:
+    """`instance` (new, or stored) with checked `changes` set and saved. Write-only secrets are
+    properties of the models that encrypt on assignment, so they are set like any field."""
+    for name, value in changes.items():
+        setattr(instance, name, value)
+    instance.save()
+    return instance
