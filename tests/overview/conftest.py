@@ -3,6 +3,7 @@
 import pytest
 
 from tests.factories import make_user, make_workspace
+from tests.overview.shop import Shop, make_shop
 
 
 @pytest.fixture
@@ -12,3 +13,11 @@ def acme(db, settings):
     workspace = make_workspace("Acme", owner=owner, viewer=viewer)
     make_workspace("Globex", owner=outsider)
     return {"workspace": workspace, "owner": owner, "viewer": viewer, "outsider": outsider}
+
+
+@pytest.fixture
+def shop(db, settings) -> Shop:
+    """The alert tests' shop; links in messages point at SITE_URL, Slack at a local server."""
+    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
+    settings.SITE_URL = "https://overview.acme.test"
+    return make_shop()
