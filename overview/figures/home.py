@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from delivery.models import Destination, Source
 from delivery.steps import Step
 from overview.figures.results import delivery_rate
-from overview.figures.rollup_query import SOURCE_PIPELINE, Scope, bucket_starts, sum_counts
+from overview.figures.rollup_query import (
+    BY_DESTINATION,
+    BY_SOURCE,
+    SOURCE_PIPELINE,
+    Scope,
+    bucket_starts,
+    sum_counts,
+)
 from overview.windows import Window
 
 DELIVERY_STEPS = (Step.PENDING_RETRY, Step.FAILED_DELIVERY, Step.DELIVERED)
@@ -45,12 +52,12 @@ class WorkspaceSummary:
 
 
 def _per_subject(
-    scope: Scope, window: Window, key: str, trend_step: Step
+    scope: Scope, window: Window, group: tuple[str, str], trend_step: Step
 ) -> tuple[dict[int, dict[str, int]], dict[int, list[int]]]:
     """Counts per (subject id, step) over the window, and `trend_step`'s counts per chart bucket."""
     starts = bucket_starts(window)
     index = {start: i for i, start in enumerate(starts)}
-    rows = sum_counts(scope, [window], scope.steps, (key, "step"), bucket=window.bucket)
+    rows = sum_counts(scope, [window], scope.steps, group, bucket=window.bucket)
     counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     trend: dict[int, list[int]] = defaultdict(lambda: [0] * len(starts))
     for _, bucket, subject_id, step, count in rows:
@@ -65,10 +72,10 @@ def workspace_summary(
 ) -> WorkspaceSummary:
     """Each source's and destination's figures for the window (two queries for the whole workspace)."""
     every_source = Scope(tuple(s.id for s in sources), (), None, SOURCE_PIPELINE)
-    per_source, source_trend = _per_subject(every_source, window, "source_id", Step.RECEIVED)
+    per_source, source_trend = _per_subject(every_source, window, BY_SOURCE, Step.RECEIVED)
     every_destination = Scope((), tuple(d.id for d in destinations), None, DELIVERY_STEPS)
     per_destination, destination_trend = _per_subject(
-        every_destination, window, "destination_id", Step.DELIVERED
+        every_destination, window, BY_DESTINATION, Step.DELIVERED
     )
     source_summaries = [
         SourceSummary(

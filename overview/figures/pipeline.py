@@ -20,8 +20,10 @@ from overview.figures.results import (
     figure,
 )
 from overview.figures.rollup_query import (
+    BY_EVENT,
+    BY_REASON,
+    BY_STEP,
     CURRENT,
-    EVENT_COLUMNS,
     PREVIOUS,
     SOURCE_SIDE,
     Scope,
@@ -110,7 +112,7 @@ def check_step(step: str, allowed: Iterable[Step], what: str) -> Step:
 def discards(scope: Scope, window: Window, step: Step | str) -> list[DiscardRow]:
     """Why events left (or wait at) a step: one row per reason code, most frequent first."""
     step = check_step(str(step), [s for s in scope.steps if s in REASON_STEPS], "a discard table")
-    rows = sum_counts(scope, [window, window.previous()], {Step.RECEIVED, step}, ("step", "reason_code"))
+    rows = sum_counts(scope, [window, window.previous()], {Step.RECEIVED, step}, BY_REASON)
     received = {CURRENT: 0, PREVIOUS: 0}
     counts: dict[str, dict[int, int]] = defaultdict(lambda: {CURRENT: 0, PREVIOUS: 0})
     for period, _, row_step, reason_code, count in rows:
@@ -147,11 +149,11 @@ def breakdown(
     # Received totals (for the share of received) from their own, narrower query; the event dimensions
     # are read for this one step only.
     received = {CURRENT: 0, PREVIOUS: 0} | {
-        period: count for period, _, _, count in sum_counts(scope, periods, [Step.RECEIVED], ("step",))
+        period: count for period, _, _, count in sum_counts(scope, periods, [Step.RECEIVED], BY_STEP)
     }
     counts: dict[tuple[str, str, str], dict[int, int]] = defaultdict(lambda: {CURRENT: 0, PREVIOUS: 0})
     for period, _, event_type, event_name, app_version, count in sum_counts(
-        scope, periods, [step], EVENT_COLUMNS, only_reason=only
+        scope, periods, [step], BY_EVENT, only_reason=only
     ):
         counts[(event_type, event_name, app_version)][period] += count
     result = [

@@ -28,6 +28,12 @@ STEP_TABLES = ("delivery_rollup_steps", "delivery_rollup_steps_hourly")
 STEP_COLUMNS = frozenset({"step", "reason_code", "source_id", "destination_id"})
 EVENT_COLUMNS = ("event_type", "event_name", "app_version")
 GROUPABLE = (*STEP_COLUMNS, *EVENT_COLUMNS)
+# How figures group the counts (the leading group columns of `sum_counts`' rows).
+BY_STEP = ("step",)
+BY_REASON = ("step", "reason_code")
+BY_EVENT = EVENT_COLUMNS
+BY_SOURCE = ("source_id", "step")
+BY_DESTINATION = ("destination_id", "step")
 
 DAY = dt.timedelta(days=1)
 GRAINS = (MINUTE, HOUR, DAY)
@@ -143,7 +149,7 @@ def sum_counts(
     scope: Scope,
     windows: Sequence[Window],
     steps: Iterable[Step],
-    group: Sequence[str] = ("step",),
+    group: Sequence[str] = BY_STEP,
     *,
     only_reason: tuple[Step, str] | None = None,
     bucket: dt.timedelta | None = None,
