@@ -1,4 +1,4 @@
-"""Alert evaluation: measure each rule's figure from the rollups (through `overview.metrics`), open an
+"""Alert evaluation: measure each rule's figure from the rollups (through `overview.figures`), open an
 incident when it breaches, resolve it when it has recovered, and queue a notification per channel.
 
 The two figures:
@@ -25,7 +25,10 @@ from django.utils import timezone
 
 from delivery.models import Source
 from delivery.steps import Step
-from overview import metrics, notify, windows
+from overview import notify, windows
+from overview.figures.pipeline import pipeline
+from overview.figures.results import delivery_rate
+from overview.figures.rollup_query import Scope, source_scope
 from overview.models import AlertRule, Channel, ChannelDelivery, Incident, IncidentEvent
 
 RATE_RANGE = "24h"
@@ -67,10 +70,10 @@ def _rate_text(rate: float | None, delivered: int, failed: int) -> str:
 
 def measure_delivery_rate(rule: AlertRule, now: dt.datetime) -> Measurement:
     window = windows.preset(RATE_RANGE, now)
-    scope = metrics.Scope((), (rule.destination_id,), None, (Step.FAILED_DELIVERY, Step.DELIVERED))
-    figures = metrics.pipeline(scope, window)
+    scope = Scope((), (rule.destination_id,), None, (Step.FAILED_DELIVERY, Step.DELIVERED))
+    figures = pipeline(scope, window)
     delivered, failed = figures.step(Step.DELIVERED).count, figures.step(Step.FAILED_DELIVERY).count
-    rate = metrics.delivery_rate(delivered, failed)
+    rate = delivery_rate(delivered, failed)
     text = _rate_text(rate, delivered, failed)
     volume = delivered + failed
     if rate is None or volume < rule.min_volume:
@@ -82,7 +85,7 @@ def measure_delivery_rate(rule: AlertRule, now: dt.datetime) -> Measurement:
 
 
 def received(source: Source, window: windows.Window) -> int:
-    return metrics.pipeline(metrics.source_scope(source), window).received
+    return pipeline(source_scope(source), window).received
 
 
 def usual_volume(source: Source, window: windows.Window) -> tuple[float | None, int]:

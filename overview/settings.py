@@ -102,7 +102,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "overview.pages.navigation.navigation",
-                "overview.configure.context.notifications",
+                "overview.alerting.notifications.unread",
             ]
         },
     }

@@ -3,11 +3,17 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from overview.alerting import urls as alerting_urls
+from overview.configure import urls as configure_urls
+
+# Configuration and alerting pages keep one URL namespace, "configure", that templates and links use.
+configure_and_alerting = ([*configure_urls.urlpatterns, *alerting_urls.urlpatterns], "configure")
+
 urlpatterns = [
     path("v1/", include("delivery.urls")),
     path("api/v1/", include("overview.api.urls")),
     path("api/schema/", include("overview.api.schema")),
     path("admin/", admin.site.urls),
-    path("", include("overview.configure.urls")),
+    path("", include(configure_and_alerting)),
     path("", include("overview.pages.urls")),
 ]

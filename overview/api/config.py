@@ -14,7 +14,7 @@ from rest_framework.throttling import AnonRateThrottle
 from delivery.models import Destination, Mapping, Source, Workspace
 from overview import alerts, tenancy
 from overview.api import serializers
-from overview.api.permissions import WorkspaceScopedMixin, create_workspace
+from overview.api.permissions import WorkspaceScopedMixin
 from overview.models import AlertRule, Incident
 
 WRITE_METHODS = ["get", "post", "patch", "delete", "head", "options"]
@@ -28,7 +28,7 @@ class WorkspaceViewSet(WorkspaceScopedMixin, mixins.CreateModelMixin, viewsets.R
     lookup_value_regex = r"\d+"
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = create_workspace(serializer.validated_data["name"], self.request.user)
+        serializer.instance = tenancy.create_workspace(serializer.validated_data["name"], self.request.user)
 
 
 class ConfigViewSet(WorkspaceScopedMixin, viewsets.ModelViewSet):

@@ -1,4 +1,4 @@
-"""Figure endpoints of the REST API: the same `overview.metrics` the pages use, with no lookback.
+"""Figure endpoints of the REST API: the same `overview.figures` the pages use, with no lookback.
 
 Window parameters on every endpoint: `range` (10m, 1h, 24h, 7d, 14d) or `start` and `end` (ISO 8601;
 without an offset, UTC), and `mapping` (a mapping id of the destination) where it applies.
@@ -17,7 +17,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from delivery.models import Destination, Source
-from overview import metrics, windows
+from delivery.steps import PIPELINE
+from overview import windows
+from overview.figures import pipeline as figures
+from overview.figures.results import FigureError, Timeseries
+from overview.figures.rollup_query import Scope, destination_scope, source_scope
+from overview.parameters import mapping_for
 from overview.tenancy import get_scoped_or_404
 
 
@@ -98,7 +103,7 @@ class TimeseriesSerializer(serializers.Serializer):
     steps = serializers.ListField(child=serializers.CharField())
     buckets = BucketSerializer(many=True)
 
-    def get_bucket_seconds(self, series: metrics.Timeseries) -> int:
+    def get_bucket_seconds(self, series: Timeseries) -> int:
         return int(series.bucket.total_seconds())
 
 
@@ -108,7 +113,7 @@ WINDOW_PARAMETERS = [
     OpenApiParameter("end", dt.datetime, description="Exclusive (ISO 8601)."),
 ]
 MAPPING = OpenApiParameter("mapping", int, description="Narrow the destination steps to one mapping.")
-STEP = OpenApiParameter("step", str, required=True, enum=[str(s) for s in metrics.PIPELINE])
+STEP = OpenApiParameter("step", str, required=True, enum=[str(s) for s in PIPELINE])
 REASON = OpenApiParameter("reason", str, description="A reason code from the discard table.")
 
 
@@ -117,15 +122,15 @@ class FigureView(APIView):
 
     model: type = Destination
 
-    def scope(self, request: Request, pk: int) -> metrics.Scope:
+    def scope(self, request: Request, pk: int) -> Scope:
         if self.model is Source:
-            return metrics.source_scope(get_scoped_or_404(Source, request.user, pk=pk))
+            return source_scope(get_scoped_or_404(Source, request.user, pk=pk))
         destination = get_scoped_or_404(Destination, request.user, pk=pk)
         try:
-            mapping = metrics.mapping_for(destination, request.query_params.get("mapping"))
-        except metrics.FigureError as bad:
+            mapping = mapping_for(destination, request.query_params.get("mapping"))
+        except FigureError as bad:
             raise ParseError(str(bad)) from bad
-        return metrics.destination_scope(destination, mapping)
+        return destination_scope(destination, mapping)
 
     @staticmethod
     def window(request: Request) -> windows.Window:
@@ -138,17 +143,17 @@ class FigureView(APIView):
         scope, window = self.scope(request, pk), self.window(request)
         try:
             return Response(self.figure(request, scope, window))
-        except metrics.FigureError as bad:
+        except FigureError as bad:
             raise ParseError(str(bad)) from bad
 
-    def figure(self, request: Request, scope: metrics.Scope, window: windows.Window) -> object:
+    def figure(self, request: Request, scope: Scope, window: windows.Window) -> object:
         raise NotImplementedError
 
 
 def _step(request: Request) -> str:
     step = request.query_params.get("step", "").strip()
     if not step:
-        raise ParseError(f"The step parameter is required: one of {', '.join(metrics.PIPELINE)}.")
+        raise ParseError(f"The step parameter is required: one of {', '.join(PIPELINE)}.")
     return step
 
 
@@ -162,7 +167,7 @@ class PipelineView(FigureView):
         return super().get(request, pk)
 
     def figure(self, request, scope, window):
-        pipeline = metrics.pipeline(scope, window)
+        pipeline = figures.pipeline(scope, window)
         return PipelineSerializer(pipeline).data
 
 
@@ -172,7 +177,7 @@ class DiscardsView(FigureView):
         return super().get(request, pk)
 
     def figure(self, request, scope, window):
-        return DiscardSerializer(metrics.discards(scope, window, _step(request)), many=True).data
+        return DiscardSerializer(figures.discards(scope, window, _step(request)), many=True).data
 
 
 class BreakdownView(FigureView):
@@ -183,7 +188,7 @@ class BreakdownView(FigureView):
         return super().get(request, pk)
 
     def figure(self, request, scope, window):
-        rows = metrics.breakdown(scope, window, _step(request), _reason(request))
+        rows = figures.breakdown(scope, window, _step(request), _reason(request))
         return BreakdownSerializer(rows, many=True).data
 
 
@@ -195,7 +200,7 @@ class SamplesView(FigureView):
         return super().get(request, pk)
 
     def figure(self, request, scope, window):
-        rows = metrics.samples(scope, window, _step(request), _reason(request))
+        rows = figures.samples(scope, window, _step(request), _reason(request))
         return SampleSerializer(rows, many=True).data
 
 
@@ -205,7 +210,7 @@ class TimeseriesView(FigureView):
         return super().get(request, pk)
 
     def figure(self, request, scope, window):
-        return TimeseriesSerializer(metrics.timeseries(scope, window)).data
+        return TimeseriesSerializer(figures.timeseries(scope, window)).data
 
 
 def _routes(prefix: str, model: type, name: str) -> list:

@@ -1,10 +1,9 @@
-"""Serializers of the configuration API: strict input (unknown or read-only fields, wrong JSON types and
-malformed rules answer 400 with a message per field), credentials and webhook URLs write-only."""
+"""Serializers of the configuration API: they parse strict JSON input (unknown or read-only fields and
+wrong JSON types answer 400 with a message per field), hand it to overview.configuration's checks with
+its messages under the same field names, and save through it. Credentials and webhook URLs are write-only."""
 
 from rest_framework import serializers
 
-from delivery.destinations import ADAPTERS, InvalidSettings
-from delivery.filters import InvalidRule, parse_filters, parse_trigger
 from delivery.models import Destination, Mapping, Source, Workspace
 from delivery.steps import EVENT_TYPES
 from overview import notify, tenancy
@@ -13,22 +12,12 @@ from overview.api.strict import (
     StrictFloatField,
     StrictIntegerField,
     StrictModelSerializer,
-    check_endpoint,
-    check_json_schema,
-    storable_json,
+    checked,
+    checked_rules,
 )
+from overview.configuration import alert_rules, destinations, mappings, sources
+from overview.configuration.common import check_endpoint, keeps_workspace, storable_json
 from overview.models import AlertRule, Channel, ChannelDelivery, Incident, IncidentEvent
-
-MAX_BATCH_SIZE = 1000
-MAX_RETRIES = 20
-MAX_VOLUME_THRESHOLD = 10_000.0
-
-KEEPS_SUBJECT = "A rule keeps its kind and subject; create a new rule instead."
-RATE_NEEDS_DESTINATION = "A delivery_rate rule watches one destination (and no source)."
-VOLUME_NEEDS_SOURCE = "A source_volume rule watches one source (and no destination)."
-RATE_THRESHOLD = "A delivery rate threshold is a percentage above 0, up to 100."
-VOLUME_THRESHOLD = f"A volume threshold is a percentage change above 0, up to {MAX_VOLUME_THRESHOLD:g}."
-SLACK_NEEDS_URL = "The Slack channel needs a webhook URL."
 
 # ---------------------------------------------------------------------------------------------------
 # Workspaces and sources
@@ -80,24 +69,22 @@ class SourceSerializer(StrictModelSerializer):
         read_only_fields = ["write_key", "created_at"]
 
     def validate_workspace(self, workspace: Workspace) -> Workspace:
-        if self.instance and workspace.id != self.instance.workspace_id:
-            raise serializers.ValidationError("A source cannot move to another workspace.")
-        return workspace
+        return checked(keeps_workspace("source", self.instance), workspace)
 
     def validate_blocked_event_types(self, value: list[str]) -> list[str]:
-        return sorted(set(value))
+        return checked(sources.check_blocked_event_types, value)
 
     def validate_tracking_plan(self, plan: dict) -> dict:
-        storable_json(plan)
-        for name, schema in plan.items():
-            check_json_schema(schema, f"The schema of {name!r}")
-        return plan
+        return checked(sources.check_tracking_plan, plan)
 
     def validate_common_schema(self, schema: dict) -> dict:
-        storable_json(schema)
-        if schema:
-            check_json_schema(schema, "The common schema")
-        return schema
+        return checked(sources.check_common_schema, schema)
+
+    def create(self, validated_data: dict) -> Source:
+        return sources.save(validated_data)
+
+    def update(self, instance: Source, validated_data: dict) -> Source:
+        return sources.save(validated_data, instance)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -122,9 +109,11 @@ class DestinationSerializer(StrictModelSerializer):
         required=False,
         help_text='Destination filters, e.g. [{"action": "drop", "if": {"type": "page"}}].',
     )
-    consent_categories = serializers.ListField(child=StrictCharField(max_length=100), required=False)
-    batch_size = StrictIntegerField(min_value=1, max_value=MAX_BATCH_SIZE, required=False)
-    max_retries = StrictIntegerField(min_value=0, max_value=MAX_RETRIES, required=False)
+    consent_categories = serializers.ListField(
+        child=StrictCharField(max_length=destinations.MAX_CONSENT_CATEGORY), required=False
+    )
+    batch_size = StrictIntegerField(min_value=1, max_value=destinations.MAX_BATCH_SIZE, required=False)
+    max_retries = StrictIntegerField(min_value=0, max_value=destinations.MAX_RETRIES, required=False)
 
     class Meta:
         model = Destination
@@ -139,61 +128,28 @@ class DestinationSerializer(StrictModelSerializer):
         return bool(destination.credentials_encrypted)
 
     def validate_workspace(self, workspace: Workspace) -> Workspace:
-        if self.instance and workspace.id != self.instance.workspace_id:
-            raise serializers.ValidationError("A destination cannot move to another workspace.")
-        return workspace
+        return checked(keeps_workspace("destination", self.instance), workspace)
 
     def validate_endpoint(self, url: str) -> str:
-        return check_endpoint(url)
+        return checked(check_endpoint, url)
 
     def validate_settings(self, value: dict) -> dict:
-        storable_json(value)
-        return value
+        return checked(storable_json, value)
 
     def validate_credentials(self, value: dict) -> dict:
-        storable_json(value)
-        return value
+        return checked(storable_json, value)
 
     def validate_filters(self, value: list) -> list:
-        storable_json(value)
-        try:
-            parse_filters(value)
-        except InvalidRule as error:
-            raise serializers.ValidationError(str(error)) from error
-        return value
+        return checked(destinations.check_filters, value)
 
     def validate(self, attrs: dict) -> dict:
-        current = self.instance
-        workspace = attrs.get("workspace") or (current.workspace if current else None)
-        foreign = [s.id for s in attrs.get("sources", []) if workspace and s.workspace_id != workspace.id]
-        if foreign:
-            ids = ", ".join(str(i) for i in foreign)
-            raise serializers.ValidationError({"sources": [f"Sources {ids} are in another workspace."]})
-        # The kind's own check of endpoint, settings and credentials, as delivery will read them.
-        kind = attrs.get("kind", current.kind if current else "")
-        endpoint = attrs.get("endpoint", current.endpoint if current else "")
-        settings = attrs.get("settings", current.settings if current else {})
-        credentials = attrs.get("credentials", current.credentials if current else {})
-        try:
-            ADAPTERS[kind].settings_class.parse(endpoint, settings, credentials)
-        except InvalidSettings as error:
-            field = "credentials" if "credentials" in str(error) else "settings"
-            raise serializers.ValidationError({field: [f"{error}."]}) from error
-        return attrs
+        return checked_rules(destinations.check_rules, attrs, self.instance)
 
     def create(self, validated_data: dict) -> Destination:
-        credentials = validated_data.pop("credentials", {})
-        sources = validated_data.pop("sources", [])
-        destination = Destination(**validated_data)
-        destination.credentials = credentials
-        destination.save()
-        destination.sources.set(sources)
-        return destination
+        return destinations.save(validated_data)
 
     def update(self, instance: Destination, validated_data: dict) -> Destination:
-        if "credentials" in validated_data:  # absent: keep the stored ones
-            instance.credentials = validated_data.pop("credentials")
-        return super().update(instance, validated_data)
+        return destinations.save(validated_data, instance)
 
 
 class MappingSerializer(StrictModelSerializer):
@@ -212,7 +168,7 @@ class MappingSerializer(StrictModelSerializer):
         # The model's `fields` cannot be declared on the class: it would shadow Serializer.fields.
         declared = super().get_fields()
         declared["fields"] = serializers.DictField(
-            child=StrictCharField(max_length=500),
+            child=StrictCharField(max_length=mappings.MAX_FIELD_PATH),
             required=False,
             help_text='Target field -> path in the message, e.g. {"email": "traits.email"}; {} sends the'
             " whole event.",
@@ -220,16 +176,16 @@ class MappingSerializer(StrictModelSerializer):
         return declared
 
     def validate_trigger(self, value: dict) -> dict:
-        storable_json(value)
-        try:
-            parse_trigger(value)
-        except InvalidRule as error:
-            raise serializers.ValidationError(str(error)) from error
-        return value
+        return checked(mappings.check_trigger, value)
 
     def validate_fields(self, value: dict) -> dict:
-        storable_json(value)
-        return value
+        return checked(mappings.check_fields, value)
+
+    def create(self, validated_data: dict) -> Mapping:
+        return mappings.save(validated_data)
+
+    def update(self, instance: Mapping, validated_data: dict) -> Mapping:
+        return mappings.save(validated_data, instance)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -293,7 +249,7 @@ class AlertRuleSerializer(StrictModelSerializer):
         write_only=True,
         required=False,
         allow_blank=True,
-        max_length=500,
+        max_length=alert_rules.MAX_WEBHOOK_URL,
         help_text="Slack-compatible incoming webhook. Write-only: omit to keep the current one, ''"
         " to remove.",
     )
@@ -320,45 +276,19 @@ class AlertRuleSerializer(StrictModelSerializer):
         return incident.id if incident else None
 
     def validate_channels(self, value: list[str]) -> list[str]:
-        return [c for c in Channel.values if c in value]
+        return checked(alert_rules.check_channels, value)
 
     def validate_slack_webhook_url(self, url: str) -> str:
-        return check_endpoint(url) if url else url
+        return checked(alert_rules.check_slack_webhook_url, url)
 
     def validate(self, attrs: dict) -> dict:
-        rule = self.instance
-        for name in ("kind", "destination", "source"):
-            if rule and name in attrs and attrs[name] != getattr(rule, name):
-                raise serializers.ValidationError({name: [KEEPS_SUBJECT]})
-        kind = attrs.get("kind", rule.kind if rule else None)
-        destination = attrs.get("destination", rule.destination if rule else None)
-        source = attrs.get("source", rule.source if rule else None)
-        if kind == AlertRule.Kind.DELIVERY_RATE and (destination is None or source is not None):
-            raise serializers.ValidationError({"destination": [RATE_NEEDS_DESTINATION]})
-        if kind == AlertRule.Kind.SOURCE_VOLUME and (source is None or destination is not None):
-            raise serializers.ValidationError({"source": [VOLUME_NEEDS_SOURCE]})
-        threshold = attrs.get("threshold", rule.threshold if rule else None)
-        if kind == AlertRule.Kind.DELIVERY_RATE and not 0 < threshold <= 100:
-            raise serializers.ValidationError({"threshold": [RATE_THRESHOLD]})
-        if kind == AlertRule.Kind.SOURCE_VOLUME and not 0 < threshold <= MAX_VOLUME_THRESHOLD:
-            raise serializers.ValidationError({"threshold": [VOLUME_THRESHOLD]})
-        has_webhook = attrs.get("slack_webhook_url", rule.slack_webhook_url if rule else "")
-        if Channel.SLACK in attrs.get("channels", rule.channels if rule else []) and not has_webhook:
-            raise serializers.ValidationError({"slack_webhook_url": [SLACK_NEEDS_URL]})
-        attrs["workspace"] = (destination or source).workspace
-        return attrs
+        return checked_rules(alert_rules.check_rules, attrs, self.instance)
 
     def create(self, validated_data: dict) -> AlertRule:
-        webhook = validated_data.pop("slack_webhook_url", "")
-        rule = AlertRule(**validated_data)
-        rule.slack_webhook_url = webhook
-        rule.save()
-        return rule
+        return alert_rules.save(validated_data)
 
     def update(self, instance: AlertRule, validated_data: dict) -> AlertRule:
-        if "slack_webhook_url" in validated_data:
-            instance.slack_webhook_url = validated_data.pop("slack_webhook_url")
-        return super().update(instance, validated_data)
+        return alert_rules.save(validated_data, instance)
 
 
 class IncidentFilterSerializer(serializers.Serializer):

@@ -1,12 +1,17 @@
 """Strict input for the configuration API: JSON values of the JSON type a field expects, no unknown or
-read-only fields, values PostgreSQL can store, and the checks the pages share (JSON Schemas, public URLs)."""
+read-only fields; and the bridge that turns overview.configuration's errors into DRF's, field by field."""
 
+from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
+from typing import TypeVar
 
 from django.db import models
+from django.db.models import Model
 from rest_framework import serializers
 
-from delivery import http, schema_controls
+from overview.configuration.common import ConfigurationError, Invalid
+
+T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------------
 # Strict fields: bodies are JSON (the API parses nothing else), so a value must have the JSON type its
@@ -41,24 +46,6 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-def storable_json(value: object, path: str = "") -> None:
-    """PostgreSQL's jsonb cannot hold NUL characters or lone surrogates: refuse them as input errors."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError(f"{path or 'A string'} contains a NUL character.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as bad:
-            raise serializers.ValidationError(f"{path or 'A string'} is not valid Unicode.") from bad
-    elif isinstance(value, MappingABC):
-        for key, item in value.items():
-            storable_json(key, path)
-            storable_json(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            storable_json(item, f"{path}[{index}]")
-
-
 class StrictModelSerializer(serializers.ModelSerializer):
     """Unknown fields and read-only fields in the input are errors, not silently dropped."""
 
@@ -86,25 +73,17 @@ class StrictModelSerializer(serializers.ModelSerializer):
         return super().to_internal_value(data)
 
 
-def check_json_schema(schema: object, what: str) -> None:
-    """Refuse a schema routing would not use (delivery.schema_controls' rule), saying why."""
+def checked(check: Callable[..., T], value, *args) -> T:
+    """One field through its configuration check, its message as the field's DRF error."""
     try:
-        schema_controls.check_schema(schema, what)
-    except schema_controls.InvalidSchema as error:
-        raise serializers.ValidationError(str(error)) from error
+        return check(value, *args)
+    except Invalid as bad:
+        raise serializers.ValidationError(str(bad)) from bad
 
 
-def check_endpoint(url: str) -> str:
-    """Refuse URLs the pipeline's outbound client would refuse (delivery.http's rule). A host that does
-    not resolve now is accepted: delivery records ENOTFOUND if it still does not when events go out."""
+def checked_rules(rules: Callable[[dict, Model | None], dict], attrs: dict, instance: Model | None) -> dict:
+    """The configuration's rules across fields, its field errors as DRF's (the same field names)."""
     try:
-        http.check_public_url(url)
-    except http.HostNotFoundError:
-        return url
-    except http.PrivateAddressError as refused:
-        raise serializers.ValidationError(
-            f"{refused}; this deployment does not deliver to those."
-        ) from refused
-    except http.DestinationAddressError as refused:
-        raise serializers.ValidationError(f"{refused}.") from refused
-    return url
+        return rules(attrs, instance)
+    except ConfigurationError as error:
+        raise serializers.ValidationError(error.field_errors) from error

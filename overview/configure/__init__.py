@@ -1,2 +1,2 @@
-"""Pages to configure sources, destinations, mappings and alert rules, plus notifications and API tokens.
-Forms turn browser input into API request bodies; the API's serializers validate and save them."""
+"""Pages to configure sources, destinations, mappings and alert rules, and the operator's API token.
+Forms turn browser input into the configuration services' input; the services check and save it."""

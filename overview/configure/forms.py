@@ -1,6 +1,7 @@
-"""HTML forms of the configuration pages. They only turn what a browser posts into the API's JSON shape
-(`api_data`); the API serializers validate and save it, so a page and the API can never disagree.
-Credentials and webhook URLs are write-only: the forms never show them back, and blank keeps them."""
+"""HTML forms of the configuration pages. They only turn what a browser posts into the shape the
+configuration services take (`changes`, the API's field names); the services check and save it, so a
+page and the API can never disagree. Credentials and webhook URLs are write-only: the forms never show
+them back, and blank keeps them."""
 
 from django import forms
 
@@ -60,17 +61,18 @@ class JSONObjectField(forms.JSONField):
         return value
 
 
-class ApiForm(forms.Form):
-    """A form whose cleaned data becomes an API request body (`api_data`)."""
+class ConfigForm(forms.Form):
+    """A form whose cleaned data becomes a configuration service's input (`changes`)."""
 
-    # API field name -> this form's field, where they differ (errors are shown next to the right input).
-    api_field_names: dict[str, str] = {}
+    # Service (and API) field name -> this form's field, where they differ (errors are shown next to
+    # the right input).
+    field_names: dict[str, str] = {}
 
-    def api_data(self) -> dict:
+    def changes(self) -> dict:
         return dict(self.cleaned_data)
 
 
-class SourceForm(ApiForm):
+class SourceForm(ConfigForm):
     name = forms.CharField(max_length=200)
     enabled = forms.BooleanField(required=False, initial=True, help_text="A disabled source refuses events.")
     blocked_event_types = forms.MultipleChoiceField(
@@ -104,7 +106,7 @@ CREDENTIALS_HELP = (
 )
 
 
-class DestinationForm(ApiForm):
+class DestinationForm(ConfigForm):
     name = forms.CharField(max_length=200)
     kind = forms.ChoiceField(choices=KIND_CHOICES)
     endpoint = forms.URLField(max_length=500, assume_scheme="https", help_text="Where batches are posted.")
@@ -135,6 +137,7 @@ class DestinationForm(ApiForm):
 
     def __init__(self, *args, workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.workspace = workspace
         self.fields["sources"].choices = [(str(s.id), s.name) for s in workspace.sources.order_by("name")]
 
     @staticmethod
@@ -153,17 +156,17 @@ class DestinationForm(ApiForm):
             "integration_name": destination.integration_name,
         }
 
-    def api_data(self) -> dict:
+    def changes(self) -> dict:
         data = dict(self.cleaned_data)
-        data["sources"] = [int(i) for i in data["sources"]]
+        data["sources"] = list(self.workspace.sources.filter(id__in=[int(i) for i in data["sources"]]))
         data["consent_categories"] = _names(data["consent_categories"])
         if data["credentials"] is None:  # blank keeps the stored credentials
             del data["credentials"]
         return data
 
 
-class MappingForm(ApiForm):
-    api_field_names = {"trigger": "conditions", "fields": "fields_map"}
+class MappingForm(ConfigForm):
+    field_names = {"trigger": "conditions", "fields": "fields_map"}
 
     name = forms.CharField(max_length=200)
     enabled = forms.BooleanField(required=False, initial=True)
@@ -205,7 +208,7 @@ class MappingForm(ApiForm):
             "fields_map": mapping.fields,
         }
 
-    def api_data(self) -> dict:
+    def changes(self) -> dict:
         data = self.cleaned_data
         trigger: dict = {}
         if data["types"]:
@@ -222,7 +225,7 @@ class MappingForm(ApiForm):
         }
 
 
-class AlertRuleForm(ApiForm):
+class AlertRuleForm(ConfigForm):
     threshold = forms.FloatField(help_text="")
     min_volume = forms.IntegerField(
         initial=0,
@@ -276,7 +279,7 @@ class AlertRuleForm(ApiForm):
             "muted": rule.muted,
         }
 
-    def api_data(self) -> dict:
+    def changes(self) -> dict:
         data = dict(self.cleaned_data)
         data["email_recipients"] = _names(data["email_recipients"])
         if not data["slack_webhook_url"]:  # blank keeps the stored webhook

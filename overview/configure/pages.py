@@ -1,72 +1,28 @@
-"""What every configuration page shares: rendering with the dashboard's header, the tenancy checks, and
-saving a form through the API's serializer (one set of validation rules for pages and API)."""
+"""What every configuration page shares: saving a form through a configuration service (the same
+rules as the API), with the service's field errors shown next to the right input, and viewers' forms."""
 
-from collections.abc import Iterable
+from collections.abc import Callable
+from typing import TypeVar
 
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
-from rest_framework.serializers import Serializer
+from overview.configuration.common import ConfigurationError
+from overview.configure.forms import ConfigForm
 
-from delivery.models import Workspace
-from overview import tenancy
-from overview.configure.forms import ApiForm
-from overview.pages.navigation import operator_zone
-
-OWNERS_ONLY = "Only the workspace's owners can change its configuration; you can read it."
+T = TypeVar("T")
 
 
-def page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
-    """Render with the header the dashboard's pages have, times in the operator's zone."""
-    with timezone.override(operator_zone(request)):
-        return render(request, template, context, status=status)
+def save_form(form: ConfigForm, save: Callable[..., T], *args) -> T | None:
+    """`save(*args)` (a configuration service's create or update); on its field errors, put them on
+    the form and return None."""
+    try:
+        return save(*args)
+    except ConfigurationError as error:
+        for field, messages in error.field_errors.items():
+            name = form.field_names.get(field, field)
+            form.add_error(name if name in form.fields else None, messages)
+        return None
 
 
-def workspace_of(request: HttpRequest, slug: str) -> Workspace:
-    """One of the operator's workspaces; any other slug is a 404, whether it exists or not."""
-    return get_object_or_404(tenancy.workspaces_for(request.user), slug=slug)
-
-
-def require_owner(request: HttpRequest, workspace: Workspace) -> None:
-    if not tenancy.can_write(request.user, workspace):
-        raise PermissionDenied(OWNERS_ONLY)
-
-
-def _messages(errors: object) -> Iterable[str]:
-    if isinstance(errors, dict):
-        for key, value in errors.items():
-            for message in _messages(value):
-                yield f"item {int(key) + 1}: {message}" if str(key).isdigit() else f"{key}: {message}"
-    elif isinstance(errors, list):
-        for value in errors:
-            yield from _messages(value)
-    else:
-        yield str(errors)
-
-
-def save_through_api(
-    serializer_class: type[Serializer],
-    request: HttpRequest,
-    form: ApiForm,
-    data: dict,
-    instance=None,
-    **extra,
-):
-    """Validate `data` with the API's serializer and save it; on errors, put them on the form and
-    return None."""
-    serializer = serializer_class(
-        instance, data=data, partial=instance is not None, context={"request": request}
-    )
-    if serializer.is_valid():
-        return serializer.save(**extra)
-    for field, errors in serializer.errors.items():
-        name = form.api_field_names.get(field, field)
-        form.add_error(name if name in form.fields else None, list(_messages(errors)))
-    return None
-
-
-def read_only(form: ApiForm) -> ApiForm:
+def read_only(form: ConfigForm) -> ConfigForm:
     """A viewer's copy of a form: every input disabled."""
     for field in form.fields.values():
         field.disabled = True

@@ -1,10 +1,9 @@
-"""Configuration and alert pages, next to the dashboard's /w/<slug>/… pages."""
+"""Configuration pages, next to the dashboard's /w/<slug>/… pages (in the "configure" URL namespace,
+which overview.urls shares with the alerting pages)."""
 
 from django.urls import path
 
-from overview.configure import alert_views, views
-
-app_name = "configure"
+from overview.configure import alert_rules, views
 
 urlpatterns = [
     path("w/<slug:slug>/settings/", views.settings_home, name="settings"),
@@ -29,19 +28,14 @@ urlpatterns = [
         views.mapping_delete,
         name="mapping_delete",
     ),
-    path("w/<slug:slug>/alerts/", alert_views.alerts_home, name="alerts"),
     path(
         "w/<slug:slug>/destinations/<int:pk>/alerts/",
-        alert_views.destination_alerts,
+        alert_rules.destination_alerts,
         name="destination_alerts",
     ),
-    path("w/<slug:slug>/sources/<int:pk>/alerts/", alert_views.source_alerts, name="source_alerts"),
-    path("w/<slug:slug>/alerts/rules/<int:rule_id>/", alert_views.rule_edit, name="rule"),
-    path("w/<slug:slug>/alerts/rules/<int:rule_id>/mute/", alert_views.rule_mute, name="rule_mute"),
-    path("w/<slug:slug>/alerts/rules/<int:rule_id>/delete/", alert_views.rule_delete, name="rule_delete"),
-    path("w/<slug:slug>/incidents/<int:incident_id>/", alert_views.incident_detail, name="incident"),
-    path("notifications/", alert_views.notifications, name="notifications"),
-    path("notifications/<int:notification_id>/", alert_views.notification_open, name="notification"),
-    path("notifications/read/", alert_views.notifications_read, name="notifications_read"),
+    path("w/<slug:slug>/sources/<int:pk>/alerts/", alert_rules.source_alerts, name="source_alerts"),
+    path("w/<slug:slug>/alerts/rules/<int:rule_id>/", alert_rules.rule_edit, name="rule"),
+    path("w/<slug:slug>/alerts/rules/<int:rule_id>/mute/", alert_rules.rule_mute, name="rule_mute"),
+    path("w/<slug:slug>/alerts/rules/<int:rule_id>/delete/", alert_rules.rule_delete, name="rule_delete"),
     path("account/api-token/", views.api_token, name="api_token"),
 ]

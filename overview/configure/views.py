@@ -10,16 +10,18 @@ from rest_framework.authtoken.models import Token
 
 from delivery.models import Destination, Mapping, Source
 from overview import tenancy
-from overview.api.serializers import DestinationSerializer, MappingSerializer, SourceSerializer
+from overview.configuration import destinations, mappings, sources
 from overview.configure.forms import DestinationForm, MappingForm, SourceForm, trigger_text
-from overview.configure.pages import page, read_only, require_owner, save_through_api, workspace_of
+from overview.configure.pages import read_only, save_form
 from overview.configure.snippets import snippets
+from overview.pages.navigation import render_page
+from overview.tenancy import require_owner, workspace_or_404
 
 
 @login_required
 def settings_home(request: HttpRequest, slug: str) -> HttpResponse:
-    workspace = workspace_of(request, slug)
-    return page(
+    workspace = workspace_or_404(request.user, slug)
+    return render_page(
         request,
         "configure/settings.html",
         {
@@ -37,34 +39,34 @@ def settings_home(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def source_new(request: HttpRequest, slug: str) -> HttpResponse:
-    workspace = workspace_of(request, slug)
-    require_owner(request, workspace)
+    workspace = workspace_or_404(request.user, slug)
+    require_owner(request.user, workspace)
     form = SourceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        data = {**form.api_data(), "workspace": workspace.id}
-        if source := save_through_api(SourceSerializer, request, form, data):
+        data = {**form.changes(), "workspace": workspace}
+        if source := save_form(form, sources.create_source, data):
             messages.success(request, f"Source “{source.name}” created. Send events with its write key.")
             return redirect("configure:source", slug, source.id)
-    return page(
+    return render_page(
         request, "configure/source_form.html", {"workspace": workspace, "form": form, "can_write": True}
     )
 
 
 @login_required
 def source_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     source = get_object_or_404(Source, workspace=workspace, pk=pk)
     can_write = tenancy.can_write(request.user, workspace)
     if request.method == "POST":
-        require_owner(request, workspace)
+        require_owner(request.user, workspace)
         form = SourceForm(request.POST)
-        if form.is_valid() and save_through_api(SourceSerializer, request, form, form.api_data(), source):
+        if form.is_valid() and save_form(form, sources.update_source, source, form.changes()):
             messages.success(request, "Source saved.")
             return redirect("configure:source", slug, source.id)
     else:
         form = SourceForm(initial=SourceForm.initial_for(source))
     host = request.build_absolute_uri("/").rstrip("/")
-    return page(
+    return render_page(
         request,
         "configure/source_form.html",
         {
@@ -81,9 +83,9 @@ def source_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def source_delete(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     source = get_object_or_404(Source, workspace=workspace, pk=pk)
-    require_owner(request, workspace)
+    require_owner(request.user, workspace)
     source.delete()
     messages.success(request, f"Source “{source.name}” deleted.")
     return redirect("configure:settings", slug)
@@ -95,36 +97,34 @@ def source_delete(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 
 @login_required
 def destination_new(request: HttpRequest, slug: str) -> HttpResponse:
-    workspace = workspace_of(request, slug)
-    require_owner(request, workspace)
+    workspace = workspace_or_404(request.user, slug)
+    require_owner(request.user, workspace)
     form = DestinationForm(request.POST or None, workspace=workspace)
     if request.method == "POST" and form.is_valid():
-        data = {**form.api_data(), "workspace": workspace.id}
-        if destination := save_through_api(DestinationSerializer, request, form, data):
+        data = {**form.changes(), "workspace": workspace}
+        if destination := save_form(form, destinations.create_destination, data):
             messages.success(
                 request, f"Destination “{destination.name}” created. Add a mapping to send events."
             )
             return redirect("configure:destination", slug, destination.id)
     context = {"workspace": workspace, "form": form, "can_write": True}
-    return page(request, "configure/destination_form.html", context)
+    return render_page(request, "configure/destination_form.html", context)
 
 
 @login_required
 def destination_edit(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     destination = get_object_or_404(Destination, workspace=workspace, pk=pk)
     can_write = tenancy.can_write(request.user, workspace)
     if request.method == "POST":
-        require_owner(request, workspace)
+        require_owner(request.user, workspace)
         form = DestinationForm(request.POST, workspace=workspace)
-        if form.is_valid() and save_through_api(
-            DestinationSerializer, request, form, form.api_data(), destination
-        ):
+        if form.is_valid() and save_form(form, destinations.update_destination, destination, form.changes()):
             messages.success(request, "Destination saved.")
             return redirect("configure:destination", slug, destination.id)
     else:
         form = DestinationForm(initial=DestinationForm.initial_for(destination), workspace=workspace)
-    return page(
+    return render_page(
         request,
         "configure/destination_form.html",
         {
@@ -148,9 +148,9 @@ def _with_trigger_text(mapping: Mapping) -> Mapping:
 @login_required
 @require_POST
 def destination_delete(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     destination = get_object_or_404(Destination, workspace=workspace, pk=pk)
-    require_owner(request, workspace)
+    require_owner(request.user, workspace)
     destination.delete()
     messages.success(request, f"Destination “{destination.name}” deleted.")
     return redirect("configure:settings", slug)
@@ -162,25 +162,27 @@ def destination_delete(request: HttpRequest, slug: str, pk: int) -> HttpResponse
 
 @login_required
 def mapping_edit(request: HttpRequest, slug: str, pk: int, mid: int | None = None) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     destination = get_object_or_404(Destination, workspace=workspace, pk=pk)
     mapping = get_object_or_404(Mapping, destination=destination, pk=mid) if mid else None
     can_write = tenancy.can_write(request.user, workspace)
     if mapping is None:
-        require_owner(request, workspace)
+        require_owner(request.user, workspace)
     if request.method == "POST":
-        require_owner(request, workspace)
+        require_owner(request.user, workspace)
         form = MappingForm(request.POST)
         if form.is_valid():
-            saved = save_through_api(
-                MappingSerializer, request, form, form.api_data(), mapping, destination=destination
-            )
+            if mapping is None:
+                data = {**form.changes(), "destination": destination}
+                saved = save_form(form, mappings.create_mapping, data)
+            else:
+                saved = save_form(form, mappings.update_mapping, mapping, form.changes())
             if saved:
                 messages.success(request, f"Mapping “{saved.name}” saved.")
                 return redirect("configure:destination", slug, destination.id)
     else:
         form = MappingForm(initial=MappingForm.initial_for(mapping) if mapping else None)
-    return page(
+    return render_page(
         request,
         "configure/mapping_form.html",
         {
@@ -197,9 +199,9 @@ def mapping_edit(request: HttpRequest, slug: str, pk: int, mid: int | None = Non
 @login_required
 @require_POST
 def mapping_delete(request: HttpRequest, slug: str, pk: int, mid: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     mapping = get_object_or_404(Mapping, destination__workspace=workspace, destination_id=pk, pk=mid)
-    require_owner(request, workspace)
+    require_owner(request.user, workspace)
     mapping.delete()
     messages.success(request, f"Mapping “{mapping.name}” deleted.")
     return redirect("configure:destination", slug, pk)
@@ -224,4 +226,4 @@ def api_token(request: HttpRequest) -> HttpResponse:
     token = Token.objects.filter(user=request.user).first()
     host = request.build_absolute_uri("/").rstrip("/")
     context = {"token": token, "new_key": new_key, "host": host}
-    return page(request, "configure/api_token.html", context)
+    return render_page(request, "configure/api_token.html", context)

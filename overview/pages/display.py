@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.utils import timezone
 
 from delivery.steps import LABELS, Step
-from overview import metrics
+from overview.figures.results import Figure, StepFigure, Timeseries
 
 # Colours of the chart's lines (the CSS uses the same ones for the steps' accents).
 STEP_COLOURS = {
@@ -55,7 +55,7 @@ class Change:
     title: str  # the explanation in a tooltip
 
 
-def change(step: Step | str, fig: metrics.Figure, metric: str) -> Change:
+def change(step: Step | str, fig: Figure, metric: str) -> Change:
     """The change against the previous window, as the metric toggle asks: % / points, or a count."""
     step = Step(step)
     direction = (fig.count > fig.previous_count) - (fig.count < fig.previous_count)
@@ -92,7 +92,7 @@ class StepCard:
     clickable: bool
 
 
-def step_card(fig: metrics.StepFigure, metric: str, url: str, selected: bool, clickable: bool) -> StepCard:
+def step_card(fig: StepFigure, metric: str, url: str, selected: bool, clickable: bool) -> StepCard:
     if metric == "count":
         value, detail = number(fig.count), f"{percent(fig.percent)} of received"
     else:
@@ -101,7 +101,7 @@ def step_card(fig: metrics.StepFigure, metric: str, url: str, selected: bool, cl
     return StepCard(fig.step, fig.label, value, detail, tone, url, selected, fig.is_discard, clickable)
 
 
-def row_value(fig: metrics.Figure, metric: str) -> str:
+def row_value(fig: Figure, metric: str) -> str:
     return number(fig.count) if metric == "count" else percent(fig.percent)
 
 
@@ -120,7 +120,7 @@ def local(moment: dt.datetime) -> dt.datetime:
     return timezone.localtime(moment)
 
 
-def chart(series: metrics.Timeseries) -> dict:
+def chart(series: Timeseries) -> dict:
     """Plotly traces of the steps over time, in the operator's time zone (Plotly ignores offsets)."""
     x = [local(b.start).strftime("%Y-%m-%d %H:%M") for b in series.buckets]
     traces = []

@@ -1,11 +1,13 @@
 """What every page's layout needs: the operator's workspaces (for the switcher), the current one, the
-operator's time zone. Usable as a template context processor ("overview.pages.navigation.navigation")
-so pages of other apps that extend base.html get the same header."""
+operator's time zone, and rendering in that zone. `navigation` is a template context processor
+("overview.pages.navigation.navigation") so pages of other apps that extend base.html get the same header."""
 
 import datetime as dt
 from urllib.parse import unquote
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
 
 from delivery.models import Workspace
 from overview import windows
@@ -18,6 +20,12 @@ def operator_zone(request: HttpRequest) -> dt.tzinfo:
     """The zone named in the URL (a shared custom range), else the one the browser reported, else UTC."""
     cookie = unquote(request.COOKIES.get(ZONE_COOKIE, ""))
     return windows.zone(request.GET.get("tz")) or windows.zone(cookie) or dt.UTC
+
+
+def render_page(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
+    """Render with times in the operator's zone, as every page of the site does."""
+    with timezone.override(operator_zone(request)):
+        return render(request, template, context, status=status)
 
 
 def zone_name(zone: dt.tzinfo) -> str:

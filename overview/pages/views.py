@@ -1,6 +1,6 @@
 """Dashboard pages: the workspace home, a destination's and a source's Delivery Overview, the catalogue.
 
-Views parse the query string into a State and a Window, call overview.metrics, and hand plain
+Views parse the query string into a State and a Window, call overview.figures, and hand plain
 values to the templates. A bad range, step or mapping is shown on the page (status 400) next to the
 default view, never a server error.
 """
@@ -12,17 +12,22 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 
 from delivery.catalogue import describe, reasons_for
-from delivery.models import Destination, Source, Workspace
+from delivery.models import Destination, Source
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
-from overview import metrics, windows
+from overview import windows
+from overview.figures import pipeline as figures
+from overview.figures.home import workspace_summary
+from overview.figures.results import FigureError
+from overview.figures.rollup_query import SOURCE_PIPELINE, Scope, destination_scope, source_scope
 from overview.pages import display
-from overview.pages.navigation import operator_zone, zone_name
+from overview.pages.navigation import operator_zone, render_page, zone_name
 from overview.pages.state import State
-from overview.tenancy import workspaces_for
+from overview.parameters import mapping_for
+from overview.tenancy import workspace_or_404, workspaces_for
 
 PRESET_SHORT = {"10m": "10 min", "1h": "1 hour", "24h": "24 hours", "7d": "7 days", "14d": "2 weeks"}
 
@@ -31,41 +36,30 @@ def lookback() -> dt.timedelta:
     return dt.timedelta(minutes=settings.DASHBOARD_LOOKBACK_MINUTES)
 
 
-def _workspace(request: HttpRequest, slug: str) -> Workspace:
-    """One of the operator's workspaces; any other slug is a 404, whether it exists or not."""
-    return get_object_or_404(workspaces_for(request.user), slug=slug)
-
-
-def _render(request: HttpRequest, template: str, context: dict, status: int = 200) -> HttpResponse:
-    zone = operator_zone(request)
-    with timezone.override(zone):
-        return render(request, template, context, status=status)
-
-
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     first = workspaces_for(request.user).first()
     if first is None:
-        return _render(request, "overview/no_workspace.html", {})
+        return render_page(request, "overview/no_workspace.html", {})
     return redirect("workspace", slug=first.slug)
 
 
 @login_required
 def workspace(request: HttpRequest, slug: str) -> HttpResponse:
-    ws = _workspace(request, slug)
+    ws = workspace_or_404(request.user, slug)
     sources = list(ws.sources.order_by("name"))
     destinations = list(ws.destinations.order_by("name").prefetch_related("sources"))
     window = windows.preset("24h", timezone.now(), lookback())
-    summary = metrics.workspace_summary(sources, destinations, window)
+    summary = workspace_summary(sources, destinations, window)
     settling = 0
     if sources and not any(s.received for s in summary.sources):
-        everything = metrics.Scope(tuple(s.id for s in sources), steps=metrics.SOURCE_PIPELINE)
-        settling = metrics.received_since_window(everything, window)
+        everything = Scope(tuple(s.id for s in sources), steps=SOURCE_PIPELINE)
+        settling = figures.received_since_window(everything, window)
     rows = {
         "sources": [(s, display.sparkline(s.trend)) for s in summary.sources],
         "destinations": [(d, display.sparkline(d.trend)) for d in summary.destinations],
     }
-    return _render(
+    return render_page(
         request,
         "overview/workspace.html",
         {
@@ -81,23 +75,23 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def catalogue(request: HttpRequest, slug: str) -> HttpResponse:
-    ws = _workspace(request, slug)
+    ws = workspace_or_404(request.user, slug)
     steps = [s for s in PIPELINE if s in DISCARD_STEPS or s == Step.PENDING_RETRY]
     groups = [(step, reasons_for(step)) for step in steps]
-    return _render(request, "overview/catalogue.html", {"workspace": ws, "groups": groups})
+    return render_page(request, "overview/catalogue.html", {"workspace": ws, "groups": groups})
 
 
 @login_required
 def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    ws = _workspace(request, slug)
+    ws = workspace_or_404(request.user, slug)
     destination = get_object_or_404(Destination, workspace=ws, pk=pk)
     state, problems = State.from_query(request.GET), []
     try:
-        mapping = metrics.mapping_for(destination, state.mapping)
-    except metrics.FigureError as bad:
+        mapping = mapping_for(destination, state.mapping)
+    except FigureError as bad:
         problems.append(f"{bad} Showing all mappings.")
         state, mapping = dataclasses.replace(state, mapping=""), None
-    scope = metrics.destination_scope(destination, mapping)
+    scope = destination_scope(destination, mapping)
     mappings = list(destination.mappings.all())
     context = _overview(request, state, scope, problems)
     context.update(
@@ -108,17 +102,17 @@ def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
         sources=list(destination.sources.order_by("name")),
         endpoint_host=urlsplit(destination.endpoint).hostname or "",
     )
-    return _render(request, "overview/destination.html", context, status=400 if problems else 200)
+    return render_page(request, "overview/destination.html", context, status=400 if problems else 200)
 
 
 @login_required
 def source_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    ws = _workspace(request, slug)
+    ws = workspace_or_404(request.user, slug)
     source = get_object_or_404(Source, workspace=ws, pk=pk)
     state, problems = State.from_query(request.GET), []
-    context = _overview(request, state, metrics.source_scope(source), problems)
+    context = _overview(request, state, source_scope(source), problems)
     context.update(workspace=ws, source=source, destinations=list(source.destinations.order_by("name")))
-    return _render(request, "overview/source.html", context, status=400 if problems else 200)
+    return render_page(request, "overview/source.html", context, status=400 if problems else 200)
 
 
 def _window(request: HttpRequest, state: State, problems: list[str]) -> windows.Window:
@@ -130,14 +124,14 @@ def _window(request: HttpRequest, state: State, problems: list[str]) -> windows.
         return windows.preset(windows.DEFAULT_RANGE, timezone.now(), lookback())
 
 
-def _overview(request: HttpRequest, state: State, scope: metrics.Scope, problems: list[str]) -> dict:
+def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[str]) -> dict:
     """Everything an overview page shows for one state: pipeline, selected step's table, chart."""
     window = _window(request, state, problems)
     if state.step and state.step not in scope.steps:
         problems.append(f"Unknown step {state.step!r}: choose a step of the pipeline.")
         state = dataclasses.replace(state, step="", reason=None)
-    pipeline, series = metrics.pipeline_and_timeseries(scope, window)
-    settling = metrics.received_since_window(scope, window) if pipeline.is_empty else 0
+    pipeline, series = figures.pipeline_and_timeseries(scope, window)
+    settling = figures.received_since_window(scope, window) if pipeline.is_empty else 0
     cards = {
         fig.step: display.step_card(
             fig,
@@ -187,12 +181,12 @@ def _overview(request: HttpRequest, state: State, scope: metrics.Scope, problems
     return context
 
 
-def _panel(state: State, scope: metrics.Scope, window: windows.Window) -> dict:
+def _panel(state: State, scope: Scope, window: windows.Window) -> dict:
     """The selected step's table: its reasons (discard steps), or a breakdown; a reason adds samples."""
     step = Step(state.step)
     panel: dict = {"step": step, "label": step.label, "discard": step in DISCARD_STEPS}
-    if step in metrics.REASON_STEPS and state.reason is None:
-        rows = metrics.discards(scope, window, step)
+    if step in figures.REASON_STEPS and state.reason is None:
+        rows = figures.discards(scope, window, step)
         panel["kind"] = "reasons"
         panel["rows"] = [
             (row, display.row_value(row, state.metric), display.change(step, row, state.metric),
@@ -210,9 +204,9 @@ def _panel(state: State, scope: metrics.Scope, window: windows.Window) -> dict:
         ("samples", "Details & samples", state.query(detail="samples")),
     ]
     if state.detail == "samples":
-        panel["samples"] = metrics.samples(scope, window, step, state.reason)
+        panel["samples"] = figures.samples(scope, window, step, state.reason)
         return panel
-    rows = metrics.breakdown(scope, window, step, state.reason)
+    rows = figures.breakdown(scope, window, step, state.reason)
     panel["rows"] = [
         (row, display.row_value(row, state.metric), display.change(step, row, state.metric)) for row in rows
     ]

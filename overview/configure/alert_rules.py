@@ -1,19 +1,21 @@
-"""Alert pages: the Alerts tab of each destination and source (rules to create, edit, mute and delete,
-and their incidents), the workspace's alerts, an incident's timeline, and the in-app notifications."""
+"""Alert rule pages: the Alerts tab of each destination and source (rules to create, with their recent
+incidents), and a rule's page to edit, mute or delete it."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from delivery.models import Destination, Source, Workspace
-from overview import alerts, notify, tenancy
-from overview.api.serializers import AlertRuleSerializer
+from overview import alerts, tenancy
+from overview.alerting.incidents import recent_incidents
+from overview.configuration import alert_rules
 from overview.configure.forms import AlertRuleForm
-from overview.configure.pages import page, read_only, require_owner, save_through_api, workspace_of
-from overview.models import AlertRule, Incident, Notification
+from overview.configure.pages import read_only, save_form
+from overview.models import AlertRule
+from overview.pages.navigation import render_page
+from overview.tenancy import require_owner, workspace_or_404
 
 RATE_DEFINITION = (
     "Successful delivery rate = events delivered ÷ (delivered + failed delivery) over the last 24 hours, "
@@ -29,27 +31,19 @@ FLAPPING_NOTE = (
 )
 
 
-def _incidents(workspace: Workspace, **subject) -> list[Incident]:
-    return list(
-        Incident.objects.filter(workspace=workspace, **subject)
-        .select_related("destination", "source", "rule")
-        .order_by("status", "-opened_at")[:50]
-    )
-
-
 def _alerts_tab(request: HttpRequest, workspace: Workspace, kind: str, subject) -> HttpResponse:
     can_write = tenancy.can_write(request.user, workspace)
     field = "destination" if kind == AlertRule.Kind.DELIVERY_RATE else "source"
     form = AlertRuleForm(request.POST or None, kind=kind)
     if request.method == "POST":
-        require_owner(request, workspace)
+        require_owner(request.user, workspace)
         if form.is_valid():
-            data = {**form.api_data(), "kind": kind, field: subject.id}
-            if rule := save_through_api(AlertRuleSerializer, request, form, data, created_by=request.user):
+            data = {**form.changes(), "kind": kind, field: subject, "created_by": request.user}
+            if rule := save_form(form, alert_rules.create_rule, data):
                 messages.success(request, f"Alert rule created: {rule.description}.")
                 return redirect(f"configure:{field}_alerts", workspace.slug, subject.id)
     rules = AlertRule.objects.filter(**{field: subject}).order_by("id")
-    return page(
+    return render_page(
         request,
         "configure/alerts_tab.html",
         {
@@ -58,7 +52,7 @@ def _alerts_tab(request: HttpRequest, workspace: Workspace, kind: str, subject) 
             "subject": subject,
             "kind": kind,
             "rules": rules,
-            "incidents": _incidents(workspace, **{field: subject}),
+            "incidents": recent_incidents(workspace, **{field: subject}),
             "form": form if can_write else read_only(form),
             "can_write": can_write,
             "definition": RATE_DEFINITION if kind == AlertRule.Kind.DELIVERY_RATE else VOLUME_DEFINITION,
@@ -70,14 +64,14 @@ def _alerts_tab(request: HttpRequest, workspace: Workspace, kind: str, subject) 
 
 @login_required
 def destination_alerts(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     destination = get_object_or_404(Destination, workspace=workspace, pk=pk)
     return _alerts_tab(request, workspace, AlertRule.Kind.DELIVERY_RATE, destination)
 
 
 @login_required
 def source_alerts(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     source = get_object_or_404(Source, workspace=workspace, pk=pk)
     return _alerts_tab(request, workspace, AlertRule.Kind.SOURCE_VOLUME, source)
 
@@ -90,13 +84,13 @@ def _back_to(rule: AlertRule):
 
 @login_required
 def rule_edit(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     rule = get_object_or_404(AlertRule.objects.select_related("workspace"), workspace=workspace, pk=rule_id)
     can_write = tenancy.can_write(request.user, workspace)
     if request.method == "POST":
-        require_owner(request, workspace)
+        require_owner(request.user, workspace)
         form = AlertRuleForm(request.POST, kind=rule.kind)
-        if form.is_valid() and save_through_api(AlertRuleSerializer, request, form, form.api_data(), rule):
+        if form.is_valid() and save_form(form, alert_rules.update_rule, rule, form.changes()):
             messages.success(request, "Alert rule saved.")
             return _back_to(rule)
     else:
@@ -108,15 +102,15 @@ def rule_edit(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
         "form": form if can_write else read_only(form),
         "can_write": can_write,
     }
-    return page(request, "configure/rule_form.html", context)
+    return render_page(request, "configure/rule_form.html", context)
 
 
 @login_required
 @require_POST
 def rule_mute(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     rule = get_object_or_404(AlertRule.objects.select_related("workspace"), workspace=workspace, pk=rule_id)
-    require_owner(request, workspace)
+    require_owner(request.user, workspace)
     rule.muted = not rule.muted
     rule.save(update_fields=["muted"])
     messages.success(request, "Rule muted: nobody is notified." if rule.muted else "Rule unmuted.")
@@ -126,73 +120,10 @@ def rule_mute(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def rule_delete(request: HttpRequest, slug: str, rule_id: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
+    workspace = workspace_or_404(request.user, slug)
     rule = get_object_or_404(AlertRule.objects.select_related("workspace"), workspace=workspace, pk=rule_id)
-    require_owner(request, workspace)
+    require_owner(request.user, workspace)
     back = _back_to(rule)
     alerts.delete_rule(rule)
     messages.success(request, "Alert rule deleted; its incidents stay on record.")
     return back
-
-
-@login_required
-def alerts_home(request: HttpRequest, slug: str) -> HttpResponse:
-    workspace = workspace_of(request, slug)
-    rules = (
-        AlertRule.objects.filter(workspace=workspace).select_related("destination", "source").order_by("id")
-    )
-    context = {
-        "workspace": workspace,
-        "rules": rules,
-        "incidents": _incidents(workspace),
-        "destinations": workspace.destinations.order_by("name"),
-        "sources": workspace.sources.order_by("name"),
-        "can_write": tenancy.can_write(request.user, workspace),
-    }
-    return page(request, "configure/alerts_home.html", context)
-
-
-@login_required
-def incident_detail(request: HttpRequest, slug: str, incident_id: int) -> HttpResponse:
-    workspace = workspace_of(request, slug)
-    incident = get_object_or_404(
-        Incident.objects.select_related("rule", "destination", "source"), workspace=workspace, pk=incident_id
-    )
-    context = {
-        "workspace": workspace,
-        "incident": incident,
-        "events": incident.events.prefetch_related("deliveries"),
-        "overview_link": notify.overview_link(incident),  # the link the messages carry, relative here
-    }
-    return page(request, "configure/incident.html", context)
-
-
-# ---------------------------------------------------------------------------------------------------
-# In-app notifications
-
-
-@login_required
-def notifications(request: HttpRequest) -> HttpResponse:
-    mine = Notification.objects.filter(
-        user=request.user, workspace__in=tenancy.workspaces_for(request.user)
-    ).select_related("workspace", "incident")
-    return page(request, "configure/notifications.html", {"notifications": mine[:100]})
-
-
-@login_required
-def notification_open(request: HttpRequest, notification_id: int) -> HttpResponse:
-    """Mark one read and go to its incident."""
-    notification = get_object_or_404(Notification, user=request.user, pk=notification_id)
-    if notification.read_at is None:
-        notification.read_at = timezone.now()
-        notification.save(update_fields=["read_at"])
-    if notification.incident_id:
-        return redirect("configure:incident", notification.workspace.slug, notification.incident_id)
-    return redirect("configure:notifications")
-
-
-@login_required
-@require_POST
-def notifications_read(request: HttpRequest) -> HttpResponse:
-    Notification.objects.filter(user=request.user, read_at__isnull=True).update(read_at=timezone.now())
-    return redirect("configure:notifications")

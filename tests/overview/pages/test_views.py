@@ -10,7 +10,8 @@ from django.utils import timezone
 from delivery.recording import Tally, Where
 from delivery.steps import Step
 from tests.factories import make_destination, make_source, make_user, make_workspace
-from tests.overview.test_metrics import make_story, record
+from tests.overview.page_text import card
+from tests.overview.story import make_story, record
 
 
 @pytest.fixture
@@ -28,13 +29,6 @@ def operator(client, story):
 
 def overview_url(story, query: str = "") -> str:
     return f"/w/{story.workspace.slug}/destinations/{story.destination.id}/{query}"
-
-
-def card(html: str, step: str) -> str:
-    """The text of one step card (tags stripped, whitespace collapsed)."""
-    match = re.search(rf'<a href="[^"]*" class="step[^"]*" data-step="{step}".*?</a>', html, re.S)
-    assert match, f"no card for {step}"
-    return " ".join(re.sub(r"<[^>]+>", " ", match.group(0)).split())
 
 
 def text(html: str) -> str:

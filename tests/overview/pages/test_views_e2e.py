@@ -14,7 +14,7 @@ from delivery.steps import Step
 from devtools.sandbox import partial_rejections
 from tests.conftest import wait_until
 from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
-from tests.overview.test_pages import card
+from tests.overview.page_text import card
 
 pytestmark = pytest.mark.e2e
 

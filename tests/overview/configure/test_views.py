@@ -1,35 +1,11 @@
-"""The configuration pages as operators use them: owners set up sources, destinations, mappings and
-alert rules without the admin; viewers read; other workspaces' pages do not exist for them."""
+"""The configuration pages as operators use them: owners set up sources, destinations and mappings
+without the admin; viewers read; other workspaces' pages do not exist for them."""
 
-import datetime as dt
-import re
-from html import unescape
-
-import pytest
-from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from delivery.models import Destination, Mapping, Source
-from delivery.recording import Tally, Where
-from delivery.steps import Step
-from overview import alerts, notify
-from overview.models import AlertRule, ChannelDelivery, Notification
-from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
-
-
-def text(response) -> str:
-    """The page's visible text, tags dropped and whitespace collapsed."""
-    html = re.sub(r"<(script|style)\b.*?</\1>", " ", response.content.decode(), flags=re.S)
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).strip()
-
-
-@pytest.fixture
-def acme(db, settings):
-    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
-    owner, viewer, outsider = make_user("olivia"), make_user("victor"), make_user("oscar")
-    workspace = make_workspace("Acme", owner=owner, viewer=viewer)
-    make_workspace("Globex", owner=outsider)
-    return {"workspace": workspace, "owner": owner, "viewer": viewer, "outsider": outsider}
+from tests.factories import make_destination, make_source
+from tests.overview.page_text import text
 
 
 def test_an_owner_creates_a_source_and_gets_its_write_key_and_a_snippet(acme, client):
@@ -180,114 +156,6 @@ def test_viewers_read_and_outsiders_find_nothing(acme, client):
     client.force_login(acme["outsider"])
     for url in urls:
         assert client.get(url).status_code == 404, url
-
-
-def test_alert_rules_from_the_alerts_tab_muted_and_deleted(acme, client):
-    client.force_login(acme["owner"])
-    slug = acme["workspace"].slug
-    web = make_source(acme["workspace"], "Web app")
-    hook = make_destination(acme["workspace"], "http://127.0.0.1:9/hook", name="Warehouse", sources=[web])
-    tab = f"/w/{slug}/destinations/{hook.id}/alerts/"
-    page = text(client.get(tab))
-    assert (
-        "Successful delivery rate = events delivered ÷ (delivered + failed delivery) over the last 24 hours"
-        in page
-    )
-
-    missing = client.post(tab, {"threshold": "95", "min_volume": "0", "channels": ["slack"]})
-    assert "The Slack channel needs a webhook URL." in text(missing)
-    created = client.post(
-        tab,
-        {
-            "threshold": "95",
-            "min_volume": "10",
-            "channels": ["in_app", "email"],
-            "email_recipients": "a@acme.test",
-        },
-    )
-    assert created.status_code == 302
-    rule = AlertRule.objects.get()
-    assert (rule.kind, rule.destination, rule.threshold, rule.min_volume) == ("delivery_rate", hook, 95, 10)
-    assert (rule.channels, rule.email_recipients, rule.created_by) == (
-        ["in_app", "email"],
-        ["a@acme.test"],
-        acme["owner"],
-    )
-    assert "Successful delivery rate of Warehouse below 95% over 24 hours" in text(client.get(tab))
-
-    assert client.post(f"/w/{slug}/alerts/rules/{rule.id}/mute/").status_code == 302
-    rule.refresh_from_db()
-    assert rule.muted is True
-    edit = client.post(
-        f"/w/{slug}/alerts/rules/{rule.id}/",
-        {"threshold": "90", "min_volume": "0", "channels": ["in_app"], "muted": "on"},
-    )
-    assert edit.status_code == 302
-    rule.refresh_from_db()
-    assert (rule.threshold, rule.channels, rule.muted) == (90, ["in_app"], True)
-
-    source_tab = f"/w/{slug}/sources/{web.id}/alerts/"
-    assert (
-        client.post(source_tab, {"threshold": "30", "min_volume": "5", "channels": ["in_app"]}).status_code
-        == 302
-    )
-    assert (
-        AlertRule.objects.get(kind="source_volume").description
-        == "Volume of Web app more than 30% off its usual level"
-    )
-
-    assert client.post(f"/w/{slug}/alerts/rules/{rule.id}/delete/").status_code == 302
-    assert not AlertRule.objects.filter(id=rule.id).exists()
-
-
-def test_an_incident_page_shows_the_timeline_and_every_notification(acme, client, mailoutbox):
-    web = make_source(acme["workspace"], "Web app")
-    hook = make_destination(acme["workspace"], "http://127.0.0.1:9/hook", name="Warehouse", sources=[web])
-    mapping = make_mapping(hook)
-    rule = AlertRule(workspace=acme["workspace"], kind="delivery_rate", destination=hook, threshold=90)
-    rule.channels = ["in_app", "email", "slack"]
-    rule.slack_webhook_url = "http://127.0.0.1:9/slack"  # nothing listens there
-    rule.save()
-    tally = Tally()
-    tally.add(
-        timezone.now() - dt.timedelta(hours=1),
-        Where(acme["workspace"].id, web.id, hook.id, mapping.id),
-        Step.FAILED_DELIVERY,
-        "400",
-        4,
-    )
-    tally.write()
-    evaluation = alerts.evaluate_rule(rule.id)
-    for delivery_id in evaluation.delivery_ids:
-        notify.send(delivery_id)
-
-    client.force_login(acme["viewer"])
-    incident = evaluation.event.incident
-    page = text(client.get(f"/w/{acme['workspace'].slug}/incidents/{incident.id}/"))
-    assert "Successful delivery rate of Warehouse below 90% over 24 hours Open" in page
-    assert (
-        "Opened" in page
-        and "Breached: 0.0% successful (0 delivered, 4 failed) in the last 24 hours; alert below 90%." in page
-    )
-    assert "Sent In-app notification to members of Acme · 1 attempt" in page
-    assert "Sent Email to olivia@example.com, victor@example.com · 1 attempt" in page
-    assert (
-        "Failed Slack incoming webhook to webhook at 127.0.0.1 · 1 attempt ·"
-        " The webhook could not be reached (ConnectError)" in page
-    )
-    assert len(mailoutbox) == 1
-
-    # The viewer's in-app notification: counted in the header until opened.
-    notes = client.get("/notifications/")
-    assert "1 unread" in text(
-        notes
-    ) and "Alert: Warehouse successful delivery rate 0.0% (alert below 90%)" in text(notes)
-    note = Notification.objects.get(user=acme["viewer"])
-    opened = client.get(f"/notifications/{note.id}/")
-    assert opened["Location"] == f"/w/{acme['workspace'].slug}/incidents/{incident.id}/"
-    assert "unread" not in text(client.get("/notifications/"))
-    assert client.get(f"/notifications/{Notification.objects.get(user=acme['owner']).id}/").status_code == 404
-    assert ChannelDelivery.objects.filter(status="failed").count() == 1
 
 
 def test_the_api_token_page_shows_a_new_key_once(acme, client):

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from delivery.recording import Tally, Where
 from delivery.steps import Step
 from tests.factories import make_destination, make_source, make_user, make_workspace
-from tests.overview.test_metrics import make_story, record
+from tests.overview.story import make_story, record
 
 
 @pytest.fixture

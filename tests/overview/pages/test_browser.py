@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from tests.browser import PASSWORD, open_page, shot
-from tests.overview.test_metrics import make_story, record
+from tests.overview.story import make_story, record
 
 pytestmark = pytest.mark.browser
 

@@ -1,0 +1,55 @@
+"""What a source's configuration may be (its schema controls and tracking plan), and saving it."""
+
+from delivery.models import Source
+from overview.configuration.common import (
+    check_json_schema,
+    keeps_workspace,
+    run_checks,
+    saved,
+    storable_json,
+)
+
+
+def check_blocked_event_types(types: list[str]) -> list[str]:
+    return sorted(set(types))
+
+
+def check_tracking_plan(plan: dict) -> dict:
+    storable_json(plan)
+    for name, schema in plan.items():
+        check_json_schema(schema, f"The schema of {name!r}")
+    return plan
+
+
+def check_common_schema(schema: dict) -> dict:
+    storable_json(schema)
+    if schema:
+        check_json_schema(schema, "The common schema")
+    return schema
+
+
+def validate(data: dict, source: Source | None = None) -> dict:
+    """`data` (all fields on creation, the changed ones on update) checked and cleaned, or
+    ConfigurationError with every field's messages."""
+    return run_checks(
+        data,
+        {
+            "workspace": keeps_workspace("source", source),
+            "blocked_event_types": check_blocked_event_types,
+            "tracking_plan": check_tracking_plan,
+            "common_schema": check_common_schema,
+        },
+    )
+
+
+def save(checked: dict, source: Source | None = None) -> Source:
+    """Store data that `validate` passed: a new source, or the changes to `source`."""
+    return saved(source or Source(), checked)
+
+
+def create_source(data: dict) -> Source:
+    return save(validate(data))
+
+
+def update_source(source: Source, changes: dict) -> Source:
+    return save(validate(changes, source), source)

@@ -1,0 +1,157 @@
+"""The shapes figures come back in, and the arithmetic of shares and changes they carry."""
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+from delivery.steps import DISCARD_STEPS, LABELS, Step
+from overview.windows import Window
+
+
+class FigureError(ValueError):
+    """A step, reason or mapping a figure cannot be built for; the message is shown to the operator."""
+
+
+def percent_of(count: int, total: int) -> float | None:
+    return count * 100 / total if total else None
+
+
+def count_change(count: int, previous: int) -> float | None:
+    """Plain % change of a count; None when there was nothing to compare with."""
+    return (count - previous) * 100 / previous if previous else None
+
+
+def share_change(count: int, received: int, previous: int, previous_received: int) -> float | None:
+    """Change in percentage points of the share of received events (how discards are compared):
+    15 % filtered last week and 22 % this week is a change of 7 points."""
+    if not received or not previous_received:
+        return None
+    return count * 100 / received - previous * 100 / previous_received
+
+
+def delivery_rate(delivered: int, failed: int) -> float | None:
+    """Successful-delivery rate: delivered among the events whose delivery ended, in %."""
+    return percent_of(delivered, delivered + failed)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A count in the window against the previous window of the same length."""
+
+    count: int
+    previous_count: int
+    percent: float | None  # of received in the window
+    change: float | None  # % change, or percentage points for discard steps (see `change_unit`)
+    change_unit: str  # "%" or "pp"
+
+    @property
+    def delta(self) -> int:
+        return self.count - self.previous_count
+
+
+def figure(step: Step, count: int, previous: int, received: int, previous_received: int) -> Figure:
+    if step in DISCARD_STEPS:
+        change, unit = share_change(count, received, previous, previous_received), "pp"
+    else:
+        change, unit = count_change(count, previous), "%"
+    return Figure(count, previous, percent_of(count, received), change, unit)
+
+
+@dataclass(frozen=True)
+class StepFigure(Figure):
+    step: Step = Step.RECEIVED
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.step]
+
+    @property
+    def is_discard(self) -> bool:
+        return self.step in DISCARD_STEPS
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    window: Window
+    previous_window: Window
+    steps: list[StepFigure]
+    pending_retry: int  # events waiting for a retry (also a step of the destination pipeline)
+    awaiting_delivery: int  # routed to a mapping, first attempt not yet made
+    duplicates: int  # repeated messageIds dropped at ingest (not counted as received)
+
+    def step(self, step: Step | str) -> StepFigure:
+        return next(s for s in self.steps if s.step == step)
+
+    @property
+    def received(self) -> int:
+        return self.step(Step.RECEIVED).count
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(s.count or s.previous_count for s in self.steps) and not self.awaiting_delivery
+
+
+@dataclass(frozen=True)
+class DiscardRow(Figure):
+    reason_code: str = ""
+    reason: str = ""  # the catalogue's label
+    what_happened: str = ""
+    remedy: str = ""
+    retried: bool = False
+
+
+@dataclass(frozen=True)
+class BreakdownRow(Figure):
+    event_type: str = ""
+    event_name: str = ""
+    app_version: str = ""
+
+
+@dataclass(frozen=True)
+class SampleView:
+    message_id: str
+    at: dt.datetime
+    step: str
+    reason_code: str
+    status: int | None
+    error_type: str
+    error_message: str
+    event_type: str
+    event_name: str
+    app_version: str
+    sent: object
+    body: object
+    response: object
+
+    @staticmethod
+    def pretty(value: object) -> str:
+        return "" if value is None else json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+    @property
+    def sent_json(self) -> str:
+        return self.pretty(self.sent)
+
+    @property
+    def body_json(self) -> str:
+        return self.pretty(self.body)
+
+    @property
+    def response_json(self) -> str:
+        return self.pretty(self.response)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: dt.datetime
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Timeseries:
+    window: Window
+    bucket: dt.timedelta
+    steps: tuple[Step, ...]
+    buckets: list[Bucket]
+
+    def series(self, step: Step | str) -> list[int]:
+        return [b.counts.get(step, 0) for b in self.buckets]
