@@ -12,6 +12,7 @@ the broker itself answers: riding out a Redis restart is the worker's job, not a
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -94,7 +95,10 @@ class SupervisedWorker:
         return reason
 
     def restart(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)  # a wedged worker does not heed SIGTERM
+        # A wedged worker does not heed SIGTERM; the whole session, so no pool child is left behind
+        # (there may be none left: a worker that exited).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self.restarts += 1
         self.start()

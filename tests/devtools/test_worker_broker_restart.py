@@ -60,8 +60,12 @@ def test_worker_rides_out_redis_restarts_with_tasks_in_flight(transactional_db, 
                 embedded.start_redis(own_redis)
 
             send_flushes(url, 50)
-            wait_until(lambda: queue.llen("deliver") == 0, timeout=20, what="the worker to consume again")
-            assert worker.process.poll() is None, f"the worker exited; see {worker.log}"
+            wait_until(
+                lambda: worker.process.poll() is not None or queue.llen("deliver") == 0,
+                timeout=20,
+                what="the worker to consume again",
+            )
+            assert worker.process.poll() is None, f"exited after {restart.__name__}; see {worker.log}"
     finally:
         worker.stop()
     assert worker.process.pid == pid
