@@ -164,6 +164,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_DEFAULT_QUEUE = "route"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Reconnect to a broker that went away for as long as it takes (Celery gives up after 100 tries,
+# about three quarters of an hour, and the worker exits): a Redis restart must not end delivery.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # The pipeline.

@@ -12,6 +12,13 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from devtools import demo, embedded
+from devtools.supervise import SupervisedWorker, default_node, spawn, stop
+
+
+def web_command(host: str, port: int) -> list[str]:
+    """The web server as the demo runs it; gunicorn.conf.py (shared with docker-compose) sets the rest."""
+    config = settings.BASE_DIR / "gunicorn.conf.py"
+    return [sys.executable, "-m", "gunicorn", "-c", str(config), "-b", f"{host}:{port}"]
 
 
 class Command(BaseCommand):
@@ -26,6 +33,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, sandbox_port, rate, no_traffic, **options) -> None:
         self.children: list[tuple[str, subprocess.Popen]] = []
+        self.worker: SupervisedWorker | None = None
         embedded_redis = not os.environ.get("CELERY_BROKER_URL")
         if embedded_redis:
             embedded.acquire_redis(settings.DATA_DIR)
@@ -66,9 +74,12 @@ class Command(BaseCommand):
         beat_schedule = settings.DATA_DIR / "celerybeat-schedule"
         worker = [sys.executable, "-m", "celery", "-A", "overview", "worker", "-B", "-s", str(beat_schedule)]
         worker += ["-Q", "ingest,route,deliver,alerts", "-c", "3", "--loglevel", "INFO"]
-        self._start("worker", worker, env, logs)
-        web = [sys.executable, "-m", "gunicorn", "overview.wsgi", "-b", f"{host}:{port}", "-w", "3"]
-        self._start("web", web, env, logs)
+        # Started again if it exits or stops answering pings (devtools/supervise.py says why).
+        self.worker = SupervisedWorker(
+            worker, default_node("demo"), env, settings.BASE_DIR, logs / "worker.log"
+        )
+        self.worker.start()
+        self._start("web", web_command(host, port), env, logs)
         self._wait_for(f"{site}/login/", "the web server")
         if not no_traffic:
             keys = [arg for name, key in setup.write_keys.items() for arg in ("--write-key", f"{name}={key}")]
@@ -92,19 +103,12 @@ class Command(BaseCommand):
                     raise CommandError(
                         f"{name} exited with {process.returncode}; see {logs / (name + '.log')}"
                     )
+            if reason := self.worker.check():
+                self.stderr.write(f"The worker {reason}; started it again (see {logs / 'worker.log'}).")
             time.sleep(1)
 
     def _start(self, name: str, command: list[str], env: dict, logs) -> None:
-        log = (logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=settings.BASE_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.children.append((name, process))
+        self.children.append((name, spawn(command, env, settings.BASE_DIR, logs / f"{name}.log")))
 
     def _wait_for(self, url: str, what: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -122,14 +126,5 @@ class Command(BaseCommand):
         raise CommandError(f"{what} did not answer at {url} within {timeout:.0f}s")
 
     def _stop_children(self) -> None:
-        for _, process in reversed(self.children):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for name, process in self.children:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.stderr.write(f"{name} did not stop in time; killing it")
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        processes = [process for _, process in reversed(self.children)]
+        stop([*processes, self.worker.process] if self.worker else processes)

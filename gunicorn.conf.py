@@ -1,0 +1,28 @@
+"""The web server's settings, shared by `manage.py demo` and docker-compose (gunicorn reads this file
+from the working directory; both also name it with -c).
+
+Slow clients: gunicorn's native ASGI worker reads requests on an asyncio event loop and Django's ASGI
+handler has the whole body before a view runs, so a client sending a byte a second holds a socket,
+not a worker. The sync worker gave each such client a whole process (20 of them took the site down);
+the gthread worker still reads the request in a thread, once the first byte is in, so 40 slow
+clients against 3 x 16 threads still made requests time out. Views stay synchronous: Django runs
+them on one thread per worker process, so concurrency is `workers`, as before.
+"""
+
+import os
+
+wsgi_app = "overview.asgi:application"
+worker_class = "asgi"
+# Processes; each serves one view at a time and any number of idle or slow connections.
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+# Connections a process holds open at once (slow, idle keep-alive or busy) before it stops accepting.
+worker_connections = 1000
+# Seconds a request may take, and a body may take to arrive, before the worker gives up on it.
+timeout = 30
+# Seconds an idle keep-alive connection is kept.
+keepalive = 5
+# Seconds to finish requests in flight when stopping.
+graceful_timeout = 10
+# The asgi worker speaks ASGI's lifespan protocol; Django does not, so do not ask.
+asgi_lifespan = "off"
+accesslog = None
