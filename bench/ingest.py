@@ -1,15 +1,15 @@
 """Ingestion and routing throughput over real HTTP, end to end through a real Celery worker.
 
 Starts its own stack on a dedicated bench database (`bench_ingest`, created afresh on the embedded
-PostgreSQL, or on the server DATABASE_URL names; the dev database is not touched) and a Redis of its
-own (or CELERY_BROKER_URL's, under a key prefix of its own): gunicorn (`overview.wsgi`) and a Celery
-worker on the route queue, as subprocesses. Creates a source and a destination with 2 mappings (orders
-and people), then sends N events (~530-byte messages, 70 % track, 30 % identify) to /v1/batch in
-batches of 100 from a few concurrent senders — as fast as they are answered, or at --rate events/s —
-and waits until every event is routed. Prints events/s ingested (HTTP answered), events/s routed end to
-end (first request to last event routed), batch request latency p50/p95, the lag from received to
-routed, and the CPU time the web workers, the routing worker and PostgreSQL spent per 1,000 events.
-Stops everything it started and drops the bench database (--keep keeps it).
+PostgreSQL, or on the server DATABASE_URL names; the dev database is not touched) and a Redis of its own
+(or CELERY_BROKER_URL's, under a key prefix of its own): gunicorn with the demo's configuration
+(`gunicorn.conf.py`) and a Celery worker on the route queue, as subprocesses. Creates a source and a
+destination with 2 mappings (orders and people), then sends N events (~530-byte messages, 70 % track, 30
+% identify) to /v1/batch in batches of 100 from a few concurrent senders — as fast as they are answered,
+or at --rate events/s — and waits until every event is routed. Prints events/s ingested (HTTP answered),
+events/s routed end to end (first request to last event routed), batch request latency p50/p95, the lag
+from received to routed, and the CPU time the web workers, the routing worker and PostgreSQL spent per
+1,000 events. Stops everything it started and drops the bench database (--keep keeps it).
 
     .venv/bin/python bench/ingest.py [--events 100000] [--rate 5000] [--senders 4] [--web-workers 3]
                                      [--route-workers 1] [--keep]
@@ -231,7 +231,7 @@ def main() -> None:
         settings.DATA_DIR / "bench-ingest-worker.log",
     )
     web = start(
-        [sys.executable, "-m", "gunicorn", "overview.wsgi", "-w", str(args.web_workers),
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "-w", str(args.web_workers),
          "-b", f"127.0.0.1:{port}"],
         web_log,
     )  # fmt: skip
