@@ -27,10 +27,14 @@ def pytest_configure(config: pytest.Config) -> None:
     # Without a configured broker, the tests run the embedded Redis for the session.
     if not os.environ.get("CELERY_BROKER_URL"):
         embedded.acquire_redis(settings.DATA_DIR)
-    # Several test runs may share one Redis: this run's broker keys get their own prefix.
+    # Several test runs may share one Redis: this run's broker keys get their own prefix. Set in the
+    # settings as well as on the app: Celery reads the settings lazily, and an app value set before
+    # that read does not survive it in every Celery version.
     from overview.celery import app
 
-    app.conf.broker_transport_options = {"global_keyprefix": f"test-{RUN_ID}:"}
+    prefix = {"global_keyprefix": f"test-{RUN_ID}:"}
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = prefix
+    app.conf.broker_transport_options = prefix
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
