@@ -11,7 +11,11 @@ from overview.celery import app
 from tests.delivery.test_ingest import track
 from tests.factories import make_source, make_workspace
 
-TASKS = ("route_events", "deliver_batch", "flush_batches", "sweep", "maintain_partitions")
+TASKS = (
+    "route_events", "deliver_batch", "flush_batches", "sweep_routing", "sweep_delivery", "sweep",
+    "maintain_partitions",
+)  # fmt: skip
+DELIVER_TASKS = ("deliver_batch", "flush_batches", "sweep_delivery")
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -21,7 +25,7 @@ def test_each_pipeline_task_keeps_its_name_and_is_routed_to_its_queue(name):
 
     assert task.name == f"delivery.tasks.{name}"
     assert queue == wakeups.TASK_QUEUES[task.name]
-    assert queue == ("deliver" if name in ("deliver_batch", "flush_batches") else "route")
+    assert queue == ("deliver" if name in DELIVER_TASKS else "route")
 
 
 def test_the_names_wakeups_publish_are_registered_tasks():
