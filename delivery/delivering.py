@@ -52,6 +52,8 @@ class BatchReport:
     pending: int = 0
     # The destination gave no per-event answer and asked to be retried (timeout, 429, 5xx, ...).
     whole_batch_retry: bool = False
+    # When the first of the batch's events waiting for a retry is due again, if any waits.
+    retry_at: dt.datetime | None = None
 
 
 def target_for(destination, mapping) -> Target:
@@ -144,10 +146,13 @@ def record(
         recorded = outbox.settle(claim_, columns)
         tally, samples = Tally(), SampleBatch()
         counts = {Step.DELIVERED: 0, Step.FAILED_DELIVERY: 0, Step.PENDING_RETRY: 0}
+        retry_at: dt.datetime | None = None
         for outcome, result, d in zip(outcomes, results, dispositions, strict=True):
             if outcome.id not in recorded:
                 continue
             counts[d.step] += 1
+            if d.next_attempt_at is not None and (retry_at is None or d.next_attempt_at < retry_at):
+                retry_at = d.next_attempt_at
             tally.move(
                 outcome.received_at,
                 outcome.where,
@@ -184,6 +189,7 @@ def record(
         failed=counts[Step.FAILED_DELIVERY],
         pending=counts[Step.PENDING_RETRY],
         whole_batch_retry=whole_batch_retry,
+        retry_at=retry_at,
     )
 
 

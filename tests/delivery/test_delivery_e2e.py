@@ -12,12 +12,12 @@ import socket
 from collections import Counter
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test import Client
 
 from devtools.sandbox import partial_rejections
-from tests.conftest import RUN_ID, Worker, wait_until
+from tests.conftest import wait_until
+from tests.delivery.conftest import module_worker
 from tests.delivery.test_delivery import counts, outcomes, samples, setup_destination, steps_of, track
 
 pytestmark = pytest.mark.e2e
@@ -33,15 +33,7 @@ WORKER_ENV = {
 
 @pytest.fixture(scope="module")
 def delivery_worker(request, django_db_setup, django_db_blocker):
-    """Our own worker (the session one lacks this environment); the session worker is stopped meanwhile
-    and restarted by the next test that asks for `celery_worker`."""
-    request.getfixturevalue("_session_worker").stop()
-    worker = Worker(extra_env=WORKER_ENV)
-    worker.log = settings.DATA_DIR / f"test-worker-{RUN_ID}-delivery.log"
-    worker.log.unlink(missing_ok=True)
-    worker.start()
-    yield worker
-    worker.stop()
+    yield from module_worker(request, "delivery", WORKER_ENV)
 
 
 @pytest.fixture
