@@ -175,7 +175,9 @@ def test_healthy_webhook_delivers_every_event_once_with_counts_and_samples(
 
     assert steps_of(outcomes(destination)) == {("delivered", ""): 3}
     assert counts(destination) == {("delivered", ""): 3}
-    assert sandbox.requests("ok1")[0]["body"] == {"batch": messages}
+    [request] = sandbox.requests("ok1")
+    assert request["body"]["batch"] == messages
+    assert len(set(request["body"]["idempotency_keys"])) == 3
     delivered = samples(destination, "delivered")
     assert [s["message_id"] for s in delivered] == ["msg-0", "msg-1", "msg-2"]
     assert delivered[0]["sent"] == messages[0] == delivered[0]["body"]
@@ -195,7 +197,8 @@ def claimed_ids(claim) -> list[int]:
 
 def send_and_record(target, claim):
     messages = [claim.events[o.event_id][1] for o in claim.outcomes]
-    tried = delivering.attempt(target.adapter, target.fields, messages)
+    keys = [delivering.idempotency_key(o, claim.events) for o in claim.outcomes]
+    tried = delivering.attempt(target.adapter, target.fields, messages, keys)
     return delivering.record(claim, tried.results, target.max_retries, dt.datetime.now(dt.UTC))
 
 
