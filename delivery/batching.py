@@ -4,8 +4,9 @@
   full batch due; smaller batches are left to `flush_due` (beat, every second), which enqueues pairs
   whose oldest due outcome has waited DELIVERY_FLUSH_SECONDS.
 - `deliver_due` (the task) holds one of the destination's slots (`delivery.slots`: a destination never
-  has more than DELIVERY_DESTINATION_SLOTS worker processes; without one, the task asks to run again
-  after SLOT_BUSY_WAIT_SECONDS) and sends batch after batch until nothing is
+  has more than DELIVERY_DESTINATION_SLOTS worker processes, and only one while a request to it has
+  failed as a whole in the last minute; without a slot, the task asks to run again after
+  SLOT_BUSY_WAIT_SECONDS) and sends batch after batch until nothing is
   due, its time budget is spent, or the destination fails as a whole (timeouts, 429, 5xx). Then it gives
   up the slot at once, so other destinations' tasks run: the rest of the pair's due work gets a task
   queued behind theirs, and the failed batch a task at its retry time (`wakeups.request_delivery_at`),
@@ -65,7 +66,9 @@ def deliver_due(destination_id: int, mapping_id: int | None) -> None:
     if mapping is None or not mapping.enabled or not mapping.destination.enabled:
         return  # deleted, or paused: its work waits (see the module's docstring)
     target = delivering.target_for(mapping.destination, mapping)
-    with slots.destination_slot(destination_id) as held:
+    # A destination that is failing keeps to one slot: its requests may each take the whole deadline.
+    failing = wakeups.failed_recently(destination_id)
+    with slots.destination_slot(destination_id, 1 if failing else None) as held:
         if not held:  # come back shortly (one waiting task per pair, however many find the slots taken)
             wakeups.request_delivery([(destination_id, mapping_id)], countdown=SLOT_BUSY_WAIT_SECONDS)
             return
@@ -85,6 +88,8 @@ def _deliver_batches(target: delivering.Target) -> None:
         if report.retry_at is not None:
             wakeups.request_delivery_at(pair, report.retry_at.timestamp())
         more = report.claimed >= target.batch_size  # a full batch: more may be due
+        if report.whole_batch_retry:
+            wakeups.destination_failed(target.destination_id)
         if report.whole_batch_retry or time.monotonic() > deadline:
             if more:  # behind the tasks already queued (see the module's docstring)
                 wakeups.request_delivery([pair])

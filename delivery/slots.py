@@ -1,6 +1,7 @@
 """Delivery slots: at most DELIVERY_DESTINATION_SLOTS delivery tasks send to one destination at a time,
-so that a slow, hanging or failing destination holds no more than that many worker processes and the
-others keep delivering to every other destination.
+and one while it is failing (see `batching.deliver_due`), so that a slow, hanging or failing
+destination holds no more than that many worker processes and the others keep delivering to every
+other destination.
 
 A slot is a PostgreSQL session-level advisory lock on (SLOT_LOCK_NAMESPACE + slot number, destination),
 tried without waiting: a task that finds every slot taken ends at once, and the flush tick asks again
@@ -20,13 +21,13 @@ _INT4 = 2**31  # advisory lock keys are int4
 
 
 @contextmanager
-def destination_slot(destination_id: int) -> Iterator[bool]:
-    """Hold one of the destination's slots while the block runs; yields False, holding none, when
-    every slot is taken."""
+def destination_slot(destination_id: int, limit: int | None = None) -> Iterator[bool]:
+    """Hold one of the destination's first `limit` slots (DELIVERY_DESTINATION_SLOTS) while the block
+    runs; yields False, holding none, when they are all taken."""
     key = destination_id % _INT4
     held = None
     with connection.cursor() as cursor:
-        for number in range(max(1, settings.DELIVERY_DESTINATION_SLOTS)):
+        for number in range(max(1, limit or settings.DELIVERY_DESTINATION_SLOTS)):
             cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SLOT_LOCK_NAMESPACE + number, key])
             if cursor.fetchone()[0]:
                 held = number

@@ -14,8 +14,10 @@ starts) keeps at most one not-yet-started task per pair in the queue, so busy ro
 the broker with duplicate delivery messages; the sweeper overrides a marker older than its threshold
 (the message was lost). Markers expire by themselves after MARKER_TTL_SECONDS.
 
-A pair whose batch must wait for a retry gets a task at that time (`request_delivery_at`, unmarked), so
-a failing destination uses its backoff at the pace the backoff allows, not one batch per flush tick.
+A destination whose request failed as a whole is marked for FAILED_SECONDS (`destination_failed`), so
+that batching keeps it to a single delivery slot. A pair whose batch must wait for a retry gets a task
+at that time (`request_delivery_at`, unmarked), so a failing destination uses its backoff at the pace
+the backoff allows, not one batch per flush tick.
 
 Wake-ups after a commit (`after_commit`) never turn committed work into an error: a broker that cannot
 be reached costs one quick connection attempt, then wake-ups are skipped for UNREACHABLE_PAUSE_SECONDS,
@@ -72,6 +74,8 @@ MARKER_TTL_SECONDS = 300
 TIMED_WAKEUP_HORIZON_SECONDS = 60.0
 # ... published this much after the retry time, so that the task never finds its batch not quite due.
 TIMED_WAKEUP_MARGIN_SECONDS = 0.05
+# A destination whose request failed as a whole (timeout, 5xx, ...) keeps to one delivery slot this long.
+FAILED_SECONDS = 60
 # After the broker could not be reached, wake-ups after a commit are skipped this long.
 UNREACHABLE_PAUSE_SECONDS = 5.0
 # While the broker stays unreachable, at most one warning this often.
@@ -208,6 +212,19 @@ def request_delivery_at(pair: Pair, when: float) -> None:
         _publish(DELIVER_TASK, pair, countdown=max(0.0, wait) + TIMED_WAKEUP_MARGIN_SECONDS)
 
 
+def destination_failed(destination_id: int) -> None:
+    """A request to the destination failed as a whole: it keeps to one slot for FAILED_SECONDS."""
+    with broker() as connection:
+        connection.default_channel.client.set(failed_key(destination_id), 1, ex=FAILED_SECONDS)
+
+
+def failed_recently(destination_id: int) -> bool:
+    """Whether a request to the destination failed as a whole in the last FAILED_SECONDS."""
+    with broker() as connection:
+        client = connection.default_channel.client
+        return client.register_script(_READ)(keys=[failed_key(destination_id)]) is not None
+
+
 def delivery_started(pair: Pair) -> None:
     """A pair's delivery task has started: the next due work may publish another."""
     with broker() as connection:
@@ -236,6 +253,10 @@ def _publish(task: str, args: tuple, **options) -> None:
     ignore_result (nothing here imports the task itself: see the module's docstring)."""
     ignore_result = current_app.conf.task_ignore_result
     current_app.send_task(task, args, queue=TASK_QUEUES[task], ignore_result=ignore_result, **options)
+
+
+def failed_key(destination_id: int) -> str:
+    return f"delivery:failed:{destination_id}"
 
 
 def marker_key(pair: Pair) -> str:

@@ -49,6 +49,7 @@ def test_a_destination_has_as_many_slots_as_configured(other_worker, settings):
 
 def test_with_every_slot_taken_a_task_sends_nothing_and_asks_again_shortly(other_worker, sandbox, settings):
     settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
+    settings.DELIVERY_DESTINATION_SLOTS = 1
     destination, mapping = setup_destination(f"{sandbox.url}/slotted/webhook")
     queue_events(destination, mapping, [track(i) for i in range(3)])
     other_worker.take(destination.id)
@@ -72,3 +73,47 @@ def test_with_every_slot_taken_a_task_sends_nothing_and_asks_again_shortly(other
     assert counts(destination) == {("delivered", ""): 3}
     assert slots.slots_taken(destination.id) == 0
     assert app.control.purge() == 1
+
+
+def test_a_destination_that_failed_as_a_whole_keeps_to_one_slot_for_a_while(other_worker, sandbox, settings):
+    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
+    settings.DELIVERY_DESTINATION_SLOTS = 2
+    destination, mapping = setup_destination(f"{sandbox.url}/recovering/webhook")
+    queue_events(destination, mapping, [track(i) for i in range(3)])
+    other_worker.take(destination.id)  # one of its two slots is busy
+    wakeups.destination_failed(destination.id)
+    app.control.purge()
+
+    batching.deliver_due(destination.id, mapping.id)
+
+    assert sandbox.requests("recovering") == []  # failing: the one slot it may use is taken
+    assert wakeups.failed_recently(destination.id)
+    with wakeups.broker() as broker:
+        broker.default_channel.client.delete(wakeups.failed_key(destination.id))  # FAILED_SECONDS later
+    wakeups.delivery_started((destination.id, mapping.id))
+
+    batching.deliver_due(destination.id, mapping.id)
+
+    assert len(sandbox.requests("recovering")) == 1  # on its second slot
+    assert counts(destination) == {("delivered", ""): 3}
+    assert app.control.purge() == 1
+    wakeups.delivery_started((destination.id, mapping.id))
+
+
+def test_a_whole_batch_failure_marks_the_destination_failing(transactional_db, sandbox, settings):
+    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
+    destination, mapping = setup_destination(f"{sandbox.url}/down/webhook")
+    queue_events(destination, mapping, [track(0)])
+    with wakeups.broker() as broker:
+        broker.default_channel.client.delete(wakeups.failed_key(destination.id))
+
+    batching.deliver_due(destination.id, mapping.id)
+
+    assert wakeups.failed_recently(destination.id)
+    with wakeups.broker() as broker:
+        ttl = broker.default_channel.client.execute_command(
+            "TTL", broker.default_channel.client.global_keyprefix + wakeups.failed_key(destination.id)
+        )
+    assert wakeups.FAILED_SECONDS - 2 <= ttl <= wakeups.FAILED_SECONDS
+    app.control.purge()
+    wakeups.delivery_started((destination.id, mapping.id))
