@@ -185,7 +185,7 @@ DELIVERY_DESTINATION_SLOTS = int(os.environ.get("DELIVERY_DESTINATION_SLOTS", "2
 # Multiplies the retry schedule (about 1, 5, 15, 30, 60, 120 minutes); the tests shrink it.
 DELIVERY_BACKOFF_SCALE = float(os.environ.get("DELIVERY_BACKOFF_SCALE", "1.0"))
 # Seconds a claimed delivery batch is leased before the sweeper may hand it to another worker;
-# 0 means max(60, twice the connect + read timeouts + 30).
+# 0 means max(60, twice DELIVERY_REQUEST_DEADLINE + 30).
 DELIVERY_LEASE_SECONDS = float(os.environ.get("DELIVERY_LEASE_SECONDS", "0"))
 # Minutes the dashboard's window ends before now, so that figures are settled (the API has none).
 DASHBOARD_LOOKBACK_MINUTES = int(os.environ.get("DASHBOARD_LOOKBACK_MINUTES", "5"))
