@@ -3,8 +3,14 @@
 - `schedule(pairs)` (routing, after commit) enqueues a delivery task for a pair as soon as it has a
   full batch due; smaller batches are left to `flush_due` (beat, every second), which enqueues pairs
   whose oldest due outcome has waited DELIVERY_FLUSH_SECONDS.
-- `deliver_due` (the task) sends batch after batch until nothing is due, the destination fails as a
-  whole (timeouts, 429, 5xx: no point in hammering it), or its time budget is spent.
+- `deliver_due` (the task) holds one of the destination's slots (`delivery.slots`: a destination never
+  has more than DELIVERY_DESTINATION_SLOTS worker processes, and only one while a request to it has
+  failed as a whole in the last minute; without a slot, the task asks to run again after
+  SLOT_BUSY_WAIT_SECONDS) and sends batch after batch until nothing is
+  due, its time budget is spent, or the destination fails as a whole (timeouts, 429, 5xx). Then it gives
+  up the slot at once, so other destinations' tasks run: the rest of the pair's due work gets a task
+  queued behind theirs, and the failed batch a task at its retry time (`wakeups.request_delivery_at`),
+  so a failing destination is retried at the pace its backoff allows, not a batch per flush tick.
 - `sweep_lost` (beat) re-enqueues pairs whose due work has waited far too long: a task message lost
   with a killed worker, or a lease that ran out.
 
@@ -26,7 +32,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from delivery import delivering, outbox, wakeups
+from delivery import delivering, outbox, slots, wakeups
 from delivery.models import Mapping
 from delivery.wakeups import Pair
 
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 TASK_BUDGET_SECONDS = 10.0
 # Due work that has waited this long gets a task even if a marker says one is queued (it was lost).
 SWEEP_AFTER = dt.timedelta(seconds=30)
+# A task that finds every slot of its destination taken asks to run again after this long.
+SLOT_BUSY_WAIT_SECONDS = 0.5
 
 
 def schedule(pairs: Iterable[Pair]) -> None:
@@ -58,18 +66,35 @@ def deliver_due(destination_id: int, mapping_id: int | None) -> None:
     if mapping is None or not mapping.enabled or not mapping.destination.enabled:
         return  # deleted, or paused: its work waits (see the module's docstring)
     target = delivering.target_for(mapping.destination, mapping)
+    # A destination that is failing keeps to one slot: its requests may each take the whole deadline.
+    failing = wakeups.failed_recently(destination_id)
+    with slots.destination_slot(destination_id, 1 if failing else None) as held:
+        if not held:  # come back shortly (one waiting task per pair, however many find the slots taken)
+            wakeups.request_delivery([(destination_id, mapping_id)], countdown=SLOT_BUSY_WAIT_SECONDS)
+            return
+        _deliver_batches(target)
+
+
+def _deliver_batches(target: delivering.Target) -> None:
+    pair = (target.destination_id, target.mapping_id)
     deadline = time.monotonic() + TASK_BUDGET_SECONDS
     while True:
         report = delivering.deliver_batch(target)
         if report.claimed:
             log.debug(
                 "destination %s mapping %s: %d delivered, %d failed, %d pending retry",
-                destination_id, mapping_id, report.delivered, report.failed, report.pending,
+                *pair, report.delivered, report.failed, report.pending,
             )  # fmt: skip
-        if report.claimed < target.batch_size or report.whole_batch_retry:
+        if report.retry_at is not None:
+            wakeups.request_delivery_at(pair, report.retry_at.timestamp())
+        more = report.claimed >= target.batch_size  # a full batch: more may be due
+        if report.whole_batch_retry:
+            wakeups.destination_failed(target.destination_id)
+        if report.whole_batch_retry or time.monotonic() > deadline:
+            if more:  # behind the tasks already queued (see the module's docstring)
+                wakeups.request_delivery([pair])
             return
-        if time.monotonic() > deadline:
-            wakeups.request_delivery([(destination_id, mapping_id)])
+        if not more:
             return
 
 

@@ -402,9 +402,14 @@ _ENTRIES: list[DiscardReason] = [
         Reason.ETIMEDOUT,
         _DELIVERY,
         "Timed out",
-        "The destination did not answer in time.",
+        "The destination did not send its complete answer in time (DELIVERY_READ_TIMEOUT for each read, "
+        "DELIVERY_REQUEST_DEADLINE for the whole request). A request that timed out may still have "
+        "reached the destination and been accepted: delivered may be under-reported, and the retry can "
+        "reach the destination as a duplicate.",
         "Nothing to do at first: the delivery is retried automatically. If it keeps happening, check the "
-        "destination's health and response times.",
+        "destination's health and response times. To drop the duplicates a retry after a timeout can "
+        "cause, have the destination deduplicate on each event's idempotency key (see the destinations "
+        "documentation).",
         retried=True,
     ),
     DiscardReason(

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from django.db import transaction
 
-from delivery import http, outbox, retries
+from delivery import http, idempotency, outbox, retries
 from delivery.destinations import Adapter, InvalidSettings, adapter_for
 from delivery.multistatus import PreparedBatch, transport_error
 from delivery.outbox import Claim, Claimed
@@ -52,6 +52,8 @@ class BatchReport:
     pending: int = 0
     # The destination gave no per-event answer and asked to be retried (timeout, 429, 5xx, ...).
     whole_batch_retry: bool = False
+    # When the first of the batch's events waiting for a retry is due again, if any waits.
+    retry_at: dt.datetime | None = None
 
 
 def target_for(destination, mapping) -> Target:
@@ -90,12 +92,15 @@ class Attempt:
     whole_batch_retry: bool = False
 
 
-def attempt(adapter: Adapter, fields: MappingType[str, str], messages: Sequence[Any]) -> Attempt:
-    """Pre-validate, send one batch, and read the answer into one result per message."""
-    prepared = PreparedBatch.build(messages, lambda message: adapter.prepare(message, fields))
+def attempt(
+    adapter: Adapter, fields: MappingType[str, str], messages: Sequence[Any], keys: Sequence[str]
+) -> Attempt:
+    """Pre-validate, send one batch, and read the answer into one result per message; `keys` are the
+    messages' idempotency keys."""
+    prepared = PreparedBatch.build(messages, keys, lambda message, key: adapter.prepare(message, fields, key))
     if not prepared.items:
         return Attempt(prepared.place([]))
-    request = adapter.build_request(prepared.items)
+    request = adapter.build_request(prepared.items, prepared.keys)
     try:
         answer = http.post(request)
     except (httpx.TransportError, http.DestinationAddressError) as exc:
@@ -144,10 +149,13 @@ def record(
         recorded = outbox.settle(claim_, columns)
         tally, samples = Tally(), SampleBatch()
         counts = {Step.DELIVERED: 0, Step.FAILED_DELIVERY: 0, Step.PENDING_RETRY: 0}
+        retry_at: dt.datetime | None = None
         for outcome, result, d in zip(outcomes, results, dispositions, strict=True):
             if outcome.id not in recorded:
                 continue
             counts[d.step] += 1
+            if d.next_attempt_at is not None and (retry_at is None or d.next_attempt_at < retry_at):
+                retry_at = d.next_attempt_at
             tally.move(
                 outcome.received_at,
                 outcome.where,
@@ -184,6 +192,7 @@ def record(
         failed=counts[Step.FAILED_DELIVERY],
         pending=counts[Step.PENDING_RETRY],
         whole_batch_retry=whole_batch_retry,
+        retry_at=retry_at,
     )
 
 
@@ -201,11 +210,21 @@ def deliver_batch(target: Target) -> BatchReport:
     if target.adapter is None:
         tried = Attempt(settings_failure(target.settings_error, [messages[i] for i in to_send]))
     else:
-        tried = attempt(target.adapter, target.fields, [messages[i] for i in to_send])
+        keys = [idempotency_key(claim_.outcomes[i], claim_.events) for i in to_send]
+        tried = attempt(target.adapter, target.fields, [messages[i] for i in to_send], keys)
     for i, result in zip(to_send, tried.results, strict=True):
         results[i] = result
     now = dt.datetime.now(dt.UTC)
     return record(claim_, results, target.max_retries, now, tried.whole_batch_retry)
+
+
+def idempotency_key(outcome: Claimed, events: dict[int, Any]) -> str:
+    """The key the destination can drop this outcome's duplicates by (see `delivery.idempotency`)."""
+    where = outcome.where
+    message_id = events[outcome.event_id][0]
+    return idempotency.event_key(
+        where.source_id, message_id, where.destination_id, where.mapping_id, outcome.received_at
+    )
 
 
 def _not_sendable(outcome: Claimed, target: Target, events: dict[int, Any]) -> Error | None:

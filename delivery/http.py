@@ -1,10 +1,16 @@
-"""The one way the pipeline talks HTTP to destinations: a shared client with timeouts, no redirects, a
-user agent, and refusal of loopback/private/link-local/reserved addresses at connect time.
+"""The one way the pipeline talks HTTP to destinations: a shared client with timeouts, a wall-clock
+deadline for each request, no redirects, a user agent, and refusal of loopback/private/link-local/reserved
+addresses at connect time.
 
 The address check runs inside the connection pool (a network backend that resolves the host itself and
 connects only to addresses it has checked), so a DNS answer that changes between a check and the
 connect cannot smuggle a request to an internal address. `check_public_url` applies the same rule to a
 URL before it is saved, for the API. Headers are never logged: they may carry credentials.
+
+httpx times each read and write, not the request: a destination trickling a byte a second never trips
+a read timeout. Every socket operation of a request is therefore also cut to what is left of the
+request's deadline (`request_deadline`, shorter than the delivery lease), and a request still without
+its complete answer then fails with `DeadlineExceeded`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import logging
 import os
 import socket
 import threading
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +57,22 @@ class HostNotFoundError(DestinationAddressError):
 
 class PrivateAddressError(DestinationAddressError):
     reason_code = Reason.PRIVATE_ADDRESS
+
+
+class DeadlineExceeded(httpx.TimeoutException):
+    """The request had no complete answer within its deadline (a timeout: retried, code ETIMEDOUT)."""
+
+
+def request_deadline() -> float:
+    """Seconds one request may take from connecting to the last byte of its answer:
+    DELIVERY_REQUEST_DEADLINE, else the connect and read timeouts together; never more than half a
+    configured lease, so that the answer is in (or given up) while the batch's claim is still ours."""
+    deadline = settings.DELIVERY_REQUEST_DEADLINE or (
+        settings.DELIVERY_CONNECT_TIMEOUT + settings.DELIVERY_READ_TIMEOUT
+    )
+    if settings.DELIVERY_LEASE_SECONDS:
+        deadline = min(deadline, settings.DELIVERY_LEASE_SECONDS / 2)
+    return deadline
 
 
 @dataclass(frozen=True)
@@ -122,8 +146,48 @@ def check_public_url(url: str) -> None:
     check_addresses(parts.hostname, resolve(parts.hostname, port))
 
 
+# When the request being sent must be complete (a time.monotonic() value); None outside `post`.
+_deadline: ContextVar[float | None] = ContextVar("delivery_request_deadline", default=None)
+
+
+def _within_deadline(timeout: float | None) -> float | None:
+    """The timeout for the next socket operation: the configured one, cut to what is left of the
+    request's deadline; past the deadline, a timeout at once (`post` names it DeadlineExceeded)."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("the request's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits no longer than the request's deadline allows."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _within_deadline(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _within_deadline(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:
+        tls = self._stream.start_tls(ssl_context, server_hostname, _within_deadline(timeout))
+        return _DeadlineStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
 class _GuardedBackend(httpcore.SyncBackend):
-    """Resolves the host itself, checks every address, and connects only to a checked address."""
+    """Resolves the host itself, checks every address, connects only to a checked address, and keeps
+    every socket operation within the request's deadline."""
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         # Resolving here (also when private addresses are allowed) tells "host not found" apart from
@@ -134,7 +198,10 @@ class _GuardedBackend(httpcore.SyncBackend):
         last_error: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
         for *_, sockaddr in infos:
             try:
-                return super().connect_tcp(sockaddr[0], port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(
+                    sockaddr[0], port, _within_deadline(timeout), local_address, socket_options
+                )
+                return _DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         assert last_error is not None  # getaddrinfo never returns an empty list
@@ -192,9 +259,13 @@ def reset_client() -> None:
 
 
 def post(request: OutboundRequest) -> Answer:
-    """POST the batch and read the answer. Raises httpx.TransportError subclasses, HostNotFoundError,
-    PrivateAddressError or InvalidURLError; the caller decides what each means (delivery.retries)."""
+    """POST the batch and read the answer within `request_deadline()`. Raises httpx.TransportError
+    subclasses (DeadlineExceeded among them), HostNotFoundError, PrivateAddressError or InvalidURLError;
+    the caller decides what each means (delivery.retries)."""
     headers = {"Content-Type": "application/json", **request.headers}
+    allowed = request_deadline()
+    deadline = time.monotonic() + allowed
+    token = _deadline.set(deadline)
     try:
         with client().stream(
             "POST", request.url, content=request.body, headers=headers, auth=request.auth
@@ -202,6 +273,12 @@ def post(request: OutboundRequest) -> Answer:
             body, truncated = _read_capped(response)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise InvalidURLError(f"cannot post to {_safe_url(request.url)}: {exc}") from exc
+    except httpx.TimeoutException as exc:
+        if time.monotonic() < deadline - 0.01:
+            raise  # a read, write or connect timeout of its own
+        raise DeadlineExceeded(f"no complete answer within {allowed:g} s") from exc
+    finally:
+        _deadline.reset(token)
     kept = {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
     log.debug("POST %s -> %s (%d bytes)", _safe_url(request.url), response.status_code, len(body))
     return Answer(response.status_code, body, kept, truncated)

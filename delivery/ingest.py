@@ -5,7 +5,8 @@ A message that fails validation is counted `failed_on_ingest` with its reason co
 raw message, and what was wrong with it). The others become Event rows (one statement, with the
 deduplication) and are handed to routing after commit (wakeups.request_routing: a Celery task, unless
 one is pending already, which will claim them). Nothing is routed here: the request path only validates and
-writes.
+writes. It does not depend on the broker either: when that cannot be reached the request still stores,
+counts and answers, and the sweeper routes what no wake-up reached.
 """
 
 import datetime as dt
@@ -200,7 +201,7 @@ def store(
         _record(source, received_at, stored, rejections, duplicates)
         receipt.event_ids = [ids[m.message_id] for m in stored]
         if receipt.event_ids:
-            transaction.on_commit(partial(wakeups.request_routing, receipt.event_ids))
+            wakeups.after_commit(partial(wakeups.request_routing, receipt.event_ids))
     receipt.received = len(stored) + len(rejections)
     receipt.failed = Counter(rejection.code for rejection in rejections)
     receipt.duplicates = len(duplicates)

@@ -178,19 +178,24 @@ class PreparedBatch:
 
     messages: Sequence[Any]
     items: list[Any] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # each sent item's idempotency key
     positions: list[int] = field(default_factory=list)
     refused: dict[int, Error] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, messages: Sequence[Any], prepare: Callable[[Any], Any]) -> PreparedBatch:
+    def build(
+        cls, messages: Sequence[Any], keys: Sequence[str], prepare: Callable[[Any, str], Any]
+    ) -> PreparedBatch:
+        """`prepare(message, key)` for each message and its event's idempotency key."""
         batch = cls(messages)
-        for position, message in enumerate(messages):
+        for position, (message, key) in enumerate(zip(messages, keys, strict=True)):
             try:
-                item = prepare(message)
+                item = prepare(message, key)
             except InvalidEvent as exc:
                 batch.refused[position] = replace(validation_error(str(exc)), body=message)
                 continue
             batch.items.append(item)
+            batch.keys.append(key)
             batch.positions.append(position)
         return batch
 

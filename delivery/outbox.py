@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
-from delivery import jsontext
+from delivery import http, jsontext
 from delivery.recording import Where
 from delivery.sql import copy_rows
 from delivery.steps import OPEN_STEPS
@@ -151,11 +151,12 @@ ORDER BY c.received_at, c.id
 
 
 def lease_seconds() -> float:
-    """How long a claim may take before its rows are due again: well over the longest request."""
+    """How long a claim may take before its rows are due again: well over the longest request (a
+    configured lease is itself what bounds the request's deadline: see http.request_deadline)."""
     configured = settings.DELIVERY_LEASE_SECONDS
     if configured:
         return configured
-    return max(60.0, 2 * (settings.DELIVERY_CONNECT_TIMEOUT + settings.DELIVERY_READ_TIMEOUT) + 30)
+    return max(60.0, 2 * http.request_deadline() + 30)
 
 
 def claim(destination_id: int, mapping_id: int, limit: int, lease: float | None = None) -> Claim | None:

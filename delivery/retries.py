@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-from delivery.http import DestinationAddressError
+from delivery.http import DeadlineExceeded, DestinationAddressError
 from delivery.reasons import Reason
 from delivery.results import Error, Result, Success
 from delivery.steps import Step
@@ -75,6 +75,8 @@ def classify_transport(exc: Exception) -> TransportFailure:
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, DeadlineExceeded):
+        return str(exc)  # "no complete answer within N s"
     if isinstance(exc, httpx.TimeoutException):
         kind = {
             httpx.ConnectTimeout: "connecting",

@@ -129,7 +129,7 @@ def route_events(event_ids: list[int]) -> int:
         plan = load_plan({event.source_id for event in events})
         pairs = _route(events, plan, now)
         if pairs:
-            transaction.on_commit(partial(batching.schedule, pairs))
+            wakeups.after_commit(partial(batching.schedule, pairs))
     return len(events)
 
 

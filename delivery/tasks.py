@@ -3,7 +3,7 @@ declared in `delivery.wakeups.TASK_QUEUES`, which also publishes them by name an
 
 from celery import shared_task
 
-from delivery import batching, partitions, routing
+from delivery import batching, partitions, routing, wakeups
 
 
 @shared_task
@@ -26,10 +26,21 @@ def flush_batches() -> None:
 
 
 @shared_task
-def sweep() -> None:
-    """Re-enqueue work whose Celery message was lost: unrouted events, due deliveries (beat)."""
+def sweep_routing() -> None:
+    """Re-enqueue routing for events whose message was lost (beat, on the route queue)."""
     routing.sweep_unrouted()
+
+
+@shared_task
+def sweep_delivery() -> None:
+    """Re-enqueue deliveries whose message was lost (beat, on the deliver queue)."""
     batching.sweep_lost()
+
+
+@shared_task
+def sweep() -> None:
+    """Both sweeps, each on its own queue: the name beat schedules deployed before the split use."""
+    wakeups.request_sweeps()
 
 
 @shared_task

@@ -17,7 +17,8 @@ app.conf.task_routes = {
     "overview.tasks.*": {"queue": "alerts"},
 }
 app.conf.beat_schedule = {
-    "sweep-lost-work": {"task": "delivery.tasks.sweep", "schedule": 5.0},
+    "sweep-lost-routing": {"task": "delivery.tasks.sweep_routing", "schedule": 5.0},
+    "sweep-lost-deliveries": {"task": "delivery.tasks.sweep_delivery", "schedule": 5.0},
     "flush-delivery-batches": {"task": "delivery.tasks.flush_batches", "schedule": 1.0},
     "maintain-partitions": {"task": "delivery.tasks.maintain_partitions", "schedule": 3600.0},
     "evaluate-alerts": {"task": "overview.tasks.evaluate_alerts", "schedule": 60.0},

@@ -179,10 +179,16 @@ DELIVERY_FLUSH_SECONDS = float(os.environ.get("DELIVERY_FLUSH_SECONDS", "1.0"))
 # Seconds to connect to / wait for an answer from a destination.
 DELIVERY_CONNECT_TIMEOUT = float(os.environ.get("DELIVERY_CONNECT_TIMEOUT", "5"))
 DELIVERY_READ_TIMEOUT = float(os.environ.get("DELIVERY_READ_TIMEOUT", "10"))
+# Seconds one request may take in all, answer included (a trickling answer never trips the read timeout);
+# 0 means connect + read timeouts. Always at most half of DELIVERY_LEASE_SECONDS when that is set.
+DELIVERY_REQUEST_DEADLINE = float(os.environ.get("DELIVERY_REQUEST_DEADLINE", "0"))
+# How many delivery tasks may send to one destination at once (one while it is failing), so that a slow
+# or failing destination holds at most that many worker processes and the others keep delivering.
+DELIVERY_DESTINATION_SLOTS = int(os.environ.get("DELIVERY_DESTINATION_SLOTS", "2"))
 # Multiplies the retry schedule (about 1, 5, 15, 30, 60, 120 minutes); the tests shrink it.
 DELIVERY_BACKOFF_SCALE = float(os.environ.get("DELIVERY_BACKOFF_SCALE", "1.0"))
 # Seconds a claimed delivery batch is leased before the sweeper may hand it to another worker;
-# 0 means max(60, twice the connect + read timeouts + 30).
+# 0 means max(60, twice DELIVERY_REQUEST_DEADLINE + 30).
 DELIVERY_LEASE_SECONDS = float(os.environ.get("DELIVERY_LEASE_SECONDS", "0"))
 # Minutes the dashboard's window ends before now, so that figures are settled (the API has none).
 DASHBOARD_LOOKBACK_MINUTES = int(os.environ.get("DASHBOARD_LOOKBACK_MINUTES", "5"))

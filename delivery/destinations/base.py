@@ -1,5 +1,6 @@
 """What every destination kind provides: typed settings, and the same three methods — `prepare` one
 event (or refuse it), `build_request` for the items to send, `parse_response` into one result per item.
+Each event comes with its idempotency key, which a kind sends wherever its API has a place for one.
 
 Whole-request failures (non-2xx answers) are read the same way for every kind; a kind only says how
 its API words an error (`answer_message`) and how it reads a 2xx answer (`parse_accepted`).
@@ -49,11 +50,13 @@ class Adapter:
 
     # --- the three methods every kind implements ---------------------------------------------------
 
-    def prepare(self, message: dict[str, Any], fields: MappingType[str, str]) -> Any:
-        """The JSON item to send for this event; raises multistatus.InvalidEvent if it cannot be sent."""
+    def prepare(self, message: dict[str, Any], fields: MappingType[str, str], key: str) -> Any:
+        """The JSON item to send for this event; raises multistatus.InvalidEvent if it cannot be sent.
+        `key` is the event's idempotency key (`delivery.idempotency`), for a dialect whose items carry one."""
         raise NotImplementedError
 
-    def build_request(self, items: list[Any]) -> OutboundRequest:
+    def build_request(self, items: list[Any], keys: list[str]) -> OutboundRequest:
+        """One request for the items, with their events' idempotency keys where the dialect has a place."""
         raise NotImplementedError
 
     def parse_response(self, answer: Answer, count: int) -> list[Result]:

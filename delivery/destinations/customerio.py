@@ -1,6 +1,7 @@
 """Customer.io Track API v2 batch (`POST {endpoint}/api/v2/batch`, basic auth site id : API key).
 
-Answers are read as Customer.io documents them: 200 and 207 both may carry
+Person events, pages and screens carry their event's idempotency key as `id`, the ULID Customer.io
+deduplicates them on. Answers are read as Customer.io documents them: 200 and 207 both may carry
 `errors: [{batch_index, reason, field, message}]`; an index absent from the list succeeded; several
 errors for one index are all kept; `invalid`/`required` are payload validation failures and other
 reasons take their type from the status (400 inside a 2xx answer); errors that name no usable
@@ -37,6 +38,9 @@ BATCH_PATH = "/api/v2/batch"
 VALIDATION_REASONS = frozenset({"invalid", "required"})
 # Customer.io answers per-item errors inside a 2xx; each such event is recorded with this status.
 ITEM_ERROR_STATUS = 400
+# The person actions whose `id` Customer.io documents as "a valid ULID used to deduplicate events"; the
+# others (identify, merge, object identify) have no such field, and repeating them changes nothing.
+DEDUPLICATED_ACTIONS = frozenset({"event", "page", "screen"})
 # Mapping targets that set the item's identity, name or time instead of becoming attributes.
 RESERVED_TARGETS = frozenset({"id", "anonymous_id", "name", "timestamp"})
 
@@ -97,15 +101,18 @@ class CustomerIOAdapter(Adapter):
     settings_class = CustomerIOSettings
     config: CustomerIOSettings
 
-    def prepare(self, message: dict[str, Any], fields: MappingType[str, str]) -> dict[str, Any]:
+    def prepare(self, message: dict[str, Any], fields: MappingType[str, str], key: str) -> dict[str, Any]:
         kind = message.get("type")
         build = _BUILDERS.get(kind)
         if build is None:
             raise InvalidEvent(f"Customer.io has no batch action for {kind!r} events")
         mapped = map_fields(message, fields) if fields else None
-        return build(self.config, message, mapped)
+        item = build(self.config, message, mapped)
+        if item.get("action") in DEDUPLICATED_ACTIONS:
+            item["id"] = key  # Customer.io drops a second event with the same id (a ULID)
+        return item
 
-    def build_request(self, items: list[Any]) -> OutboundRequest:
+    def build_request(self, items: list[Any], keys: list[str]) -> OutboundRequest:
         body = json.dumps({"batch": items}, separators=(",", ":"), default=str).encode()
         return OutboundRequest(self.config.batch_url, body, auth=(self.config.site_id, self.config.api_key))
 
@@ -261,8 +268,6 @@ def _track(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
         raise InvalidEvent("Customer.io needs an event name for a track event")
     item = _person_item("event", message, overrides, attributes, anonymous_ok=True)
     item["name"] = name
-    if event_id := _text(message.get("messageId")):
-        item["id"] = event_id  # Customer.io deduplicates events on this id
     return item
 
 

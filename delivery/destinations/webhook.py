@@ -1,4 +1,5 @@
-"""The generic JSON batch webhook: POST {"batch": [...]} to the destination's URL.
+"""The generic JSON batch webhook: POST {"batch": [...], "idempotency_keys": [...]} to the destination's
+URL, with the request's key in an Idempotency-Key header (see `delivery.idempotency`).
 
 Any 2xx other than 207 means every event was delivered. 207 carries one entry per event it has
 something to say about: {"results": [{"index": i, "status": s, "message": "..."}]}; an index it does
@@ -15,6 +16,7 @@ from typing import Any
 from delivery import retries
 from delivery.destinations.base import Adapter, InvalidSettings, KindSettings, check_headers, map_fields
 from delivery.http import Answer, OutboundRequest
+from delivery.idempotency import batch_key
 from delivery.multistatus import (
     UNREADABLE,
     InvalidEvent,
@@ -27,6 +29,8 @@ from delivery.multistatus import (
     unreadable_error,
 )
 from delivery.results import Result, Success
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class WebhookAdapter(Adapter):
     settings_class = WebhookSettings
     config: WebhookSettings
 
-    def prepare(self, message: dict[str, Any], fields: MappingType[str, str]) -> Any:
+    def prepare(self, message: dict[str, Any], fields: MappingType[str, str], key: str) -> Any:
         if not fields:
             return message
         mapped = map_fields(message, fields)
@@ -61,9 +65,12 @@ class WebhookAdapter(Adapter):
             )
         return mapped
 
-    def build_request(self, items: list[Any]) -> OutboundRequest:
-        body = json.dumps({"batch": items}, separators=(",", ":"), default=str).encode()
-        return OutboundRequest(self.config.url, body, dict(self.config.headers))
+    def build_request(self, items: list[Any], keys: list[str]) -> OutboundRequest:
+        body = {"batch": items, "idempotency_keys": keys}
+        encoded = json.dumps(body, separators=(",", ":"), default=str).encode()
+        # The configured headers may not replace the key: a destination must be able to rely on it.
+        headers = {**self.config.headers, IDEMPOTENCY_HEADER: batch_key(keys)}
+        return OutboundRequest(self.config.url, encoded, headers)
 
     def answer_message(self, body: Any) -> str | None:
         if isinstance(body, dict):

@@ -203,3 +203,13 @@ def test_no_text_mentions_the_hosted_product_support_or_links():
             assert "http" not in lowered, reason
             assert "lambda" not in lowered, reason
             assert "\n" not in text, reason
+
+
+@pytest.mark.parametrize("step", [Step.PENDING_RETRY, Step.FAILED_DELIVERY])
+def test_a_timeout_is_shown_as_possibly_delivered_with_duplicates_to_dedupe(step):
+    timed_out = describe(step, "ETIMEDOUT")
+
+    assert "may still have reached the destination and been accepted" in timed_out.what_happened
+    assert "delivered may be under-reported" in timed_out.what_happened
+    assert "duplicate" in timed_out.what_happened
+    assert "idempotency key" in timed_out.remedy

@@ -2,6 +2,7 @@
 the index map, and every answer read as Customer.io documents it — against the real
 sandbox (Customer.io dialect) and real local servers."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from delivery import delivering, http
 from delivery.destinations import InvalidSettings
 from delivery.destinations.customerio import CustomerIOAdapter, CustomerIOSettings, default_endpoint
+from delivery.idempotency import event_key
 from delivery.multistatus import InvalidEvent
 from delivery.results import Success
 from devtools.sandbox import partial_rejections
@@ -40,13 +42,19 @@ def tracks(count: int) -> list[dict]:
     ]
 
 
+def key(i: int) -> str:
+    """Event i's idempotency key, as delivery gives it."""
+    return event_key(1, f"msg-{i}", 2, 3, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+
+
 def items(count: int) -> list[dict]:
     adapter = customerio("https://track.customer.io")
-    return [adapter.prepare(message, {}) for message in tracks(count)]
+    return [adapter.prepare(message, {}, key(i)) for i, message in enumerate(tracks(count))]
 
 
 def exchange(adapter: CustomerIOAdapter, batch: list) -> list:
-    return adapter.parse_response(http.post(adapter.build_request(batch)), len(batch))
+    keys = [key(i) for i in range(len(batch))]
+    return adapter.parse_response(http.post(adapter.build_request(batch, keys)), len(batch))
 
 
 # --- settings and the request ---------------------------------------------------------------------
@@ -95,21 +103,21 @@ def test_a_track_event_becomes_a_person_event():
     adapter = customerio("https://track.customer.io")
     message = {**tracks(1)[0], "anonymousId": "anon-1"}
 
-    assert adapter.prepare(message, {}) == {
+    assert adapter.prepare(message, {}, key(0)) == {
         "type": "person",
         "action": "event",
         "identifiers": {"id": "user-0"},
         "timestamp": 1767225600,
         "attributes": {"plan": "pro", "total": 0, "anonymous_id": "anon-1"},
         "name": "Order Completed",
-        "id": "msg-0",
+        "id": key(0),
     }
 
 
 def test_an_anonymous_track_event_is_identified_by_its_anonymous_id():
     message = {"type": "track", "event": "Viewed", "anonymousId": "anon-9", "messageId": "m9"}
 
-    item = customerio("https://track.customer.io").prepare(message, {})
+    item = customerio("https://track.customer.io").prepare(message, {}, key(0))
 
     assert item == {
         "type": "person",
@@ -117,7 +125,7 @@ def test_an_anonymous_track_event_is_identified_by_its_anonymous_id():
         "identifiers": {"anonymous_id": "anon-9"},
         "attributes": {},
         "name": "Viewed",
-        "id": "m9",
+        "id": key(0),
     }
 
 
@@ -125,16 +133,16 @@ def test_identify_sends_traits_as_attributes_and_needs_a_person():
     adapter = customerio("https://track.customer.io")
     identify = {"type": "identify", "userId": "u1", "traits": {"email": "a@example.com", "plan": "pro"}}
 
-    assert adapter.prepare(identify, {}) == {
+    assert adapter.prepare(identify, {}, key(0)) == {
         "type": "person",
         "action": "identify",
         "identifiers": {"id": "u1"},
         "attributes": {"email": "a@example.com", "plan": "pro"},
     }
     by_email = {"type": "identify", "anonymousId": "a1", "traits": {"email": "b@example.com"}}
-    assert adapter.prepare(by_email, {})["identifiers"] == {"email": "b@example.com"}
+    assert adapter.prepare(by_email, {}, key(0))["identifiers"] == {"email": "b@example.com"}
     with pytest.raises(InvalidEvent) as refused:
-        adapter.prepare({"type": "identify", "anonymousId": "a2", "traits": {"plan": "free"}}, {})
+        adapter.prepare({"type": "identify", "anonymousId": "a2", "traits": {"plan": "free"}}, {}, key(0))
     assert str(refused.value) == "Customer.io needs a userId or an email to identify (identify event)"
 
 
@@ -149,10 +157,13 @@ def test_page_screen_group_and_alias_have_their_actions():
             "properties": {"url": "https://x.io/pricing"},
         },
         {},
+        key(0),
     )
-    screen = adapter.prepare({"type": "screen", "userId": "u1", "name": "Cart"}, {})
-    group = adapter.prepare({"type": "group", "userId": "u1", "groupId": "acme", "traits": {"seats": 5}}, {})
-    alias = adapter.prepare({"type": "alias", "userId": "u1", "previousId": "old-1"}, {})
+    screen = adapter.prepare({"type": "screen", "userId": "u1", "name": "Cart"}, {}, key(0))
+    group = adapter.prepare(
+        {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"seats": 5}}, {}, key(0)
+    )
+    alias = adapter.prepare({"type": "alias", "userId": "u1", "previousId": "old-1"}, {}, key(0))
 
     assert (page["action"], page["name"], page["identifiers"]) == (
         "page",
@@ -160,6 +171,7 @@ def test_page_screen_group_and_alias_have_their_actions():
         {"anonymous_id": "a1"},
     )
     assert (screen["action"], screen["name"], screen["identifiers"]) == ("screen", "Cart", {"id": "u1"})
+    assert page["id"] == screen["id"] == key(0)  # the ULID Customer.io deduplicates page and screen views on
     assert group == {
         "type": "object",
         "action": "identify",
@@ -186,7 +198,7 @@ def test_page_screen_group_and_alias_have_their_actions():
 )
 def test_messages_that_cannot_be_sent_are_refused_before_sending(message, problem):
     with pytest.raises(InvalidEvent, match=problem.replace("(", r"\(").replace(")", r"\)")):
-        customerio("https://track.customer.io").prepare(message, {})
+        customerio("https://track.customer.io").prepare(message, {}, key(0))
 
 
 def test_mapping_fields_become_attributes_and_can_set_the_identity_and_name():
@@ -204,7 +216,7 @@ def test_mapping_fields_become_attributes_and_can_set_the_identity_and_name():
         "traits": {"account_id": "acct-7", "email": "a@example.com", "plan": "team"},
     }
 
-    item = customerio("https://track.customer.io").prepare(message, fields)
+    item = customerio("https://track.customer.io").prepare(message, fields, key(0))
 
     assert (item["identifiers"], item["name"], item["attributes"]) == (
         {"id": "acct-7"},
@@ -421,7 +433,9 @@ def test_pre_validation_refuses_without_sending_and_the_index_map_lines_answers_
         {"type": "identify", "userId": "u2", "traits": {"plan": "pro"}, "messageId": "m2"},
     ]
 
-    results = delivering.attempt(customerio(httpserver.url_for("/")), {}, messages).results
+    results = delivering.attempt(
+        customerio(httpserver.url_for("/")), {}, messages, [key(i) for i in range(len(messages))]
+    ).results
 
     posted = json.loads(httpserver.log[0][0].get_data())["batch"]
     assert [item["action"] for item in posted] == ["event", "identify"]

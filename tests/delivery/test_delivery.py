@@ -7,6 +7,7 @@ modules: they store events and queued outcomes exactly as ingestion and routing 
 
 import datetime as dt
 import json
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,8 @@ from delivery import batching, delivering, http, outbox, recording, wakeups
 from delivery.models import Destination, Mapping
 from delivery.recording import Tally, Where
 from delivery.steps import Step
+from overview.celery import app
+from tests.delivery.test_wakeups import queued_messages
 from tests.factories import make_destination, make_mapping, make_source, make_workspace
 
 CIO_AUTH = {"site_id": "site-123", "api_key": "api-key-456"}
@@ -172,7 +175,9 @@ def test_healthy_webhook_delivers_every_event_once_with_counts_and_samples(
 
     assert steps_of(outcomes(destination)) == {("delivered", ""): 3}
     assert counts(destination) == {("delivered", ""): 3}
-    assert sandbox.requests("ok1")[0]["body"] == {"batch": messages}
+    [request] = sandbox.requests("ok1")
+    assert request["body"]["batch"] == messages
+    assert len(set(request["body"]["idempotency_keys"])) == 3
     delivered = samples(destination, "delivered")
     assert [s["message_id"] for s in delivered] == ["msg-0", "msg-1", "msg-2"]
     assert delivered[0]["sent"] == messages[0] == delivered[0]["body"]
@@ -192,7 +197,8 @@ def claimed_ids(claim) -> list[int]:
 
 def send_and_record(target, claim):
     messages = [claim.events[o.event_id][1] for o in claim.outcomes]
-    tried = delivering.attempt(target.adapter, target.fields, messages)
+    keys = [delivering.idempotency_key(o, claim.events) for o in claim.outcomes]
+    tried = delivering.attempt(target.adapter, target.fields, messages, keys)
     return delivering.record(claim, tried.results, target.max_retries, dt.datetime.now(dt.UTC))
 
 
@@ -270,6 +276,38 @@ def test_a_destination_down_is_retried_as_a_whole_batch_then_delivered(
     assert steps_of(outcomes(destination)) == {("delivered", ""): 3}
     assert counts(destination) == {("delivered", ""): 3}
     assert [row["attempts"] for row in outcomes(destination)] == [2, 2, 2]
+
+
+def test_a_whole_batch_failure_ends_the_task_and_wakes_the_pair_at_its_retry_time(
+    transactional_db, private_ok, settings
+):
+    settings.DELIVERY_BACKOFF_SCALE = 0.01  # the first retry in 45 to 75 s: within the wake-up horizon
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: the connection is refused
+        destination, mapping = setup_destination(
+            f"http://127.0.0.1:{closed.getsockname()[1]}/h", batch_size=2
+        )
+        queue_events(destination, mapping, [track(i) for i in range(5)])
+        app.control.purge()
+        wakeups.delivery_started((destination.id, mapping.id))
+
+        batching.deliver_due(destination.id, mapping.id)
+
+    rows = outcomes(destination)
+    assert [(r["step"], r["attempts"]) for r in rows] == [("pending_retry", 1)] * 2 + [("queued", 0)] * 3
+    retry_at = rows[0]["next_attempt_at"]
+    follow_up, timed = sorted(queued_messages(wakeups.DELIVER_QUEUE), key=lambda m: m["headers"]["eta"] or "")
+    assert (
+        timed["headers"]["argsrepr"] == follow_up["headers"]["argsrepr"] == str((destination.id, mapping.id))
+    )
+    # Woken at the batch's retry time (plus the margin), not a flush tick after it...
+    woken = dt.datetime.fromisoformat(timed["headers"]["eta"])
+    margin = dt.timedelta(seconds=wakeups.TIMED_WAKEUP_MARGIN_SECONDS)
+    assert abs(woken - (retry_at + margin)) < dt.timedelta(milliseconds=20)
+    # ... and the 3 events still due get a task now, queued behind other destinations' tasks.
+    assert follow_up["headers"]["eta"] is None
+    assert app.control.purge() == 2
+    wakeups.delivery_started((destination.id, mapping.id))
 
 
 def test_retries_run_out_and_the_event_fails_with_the_last_answer(

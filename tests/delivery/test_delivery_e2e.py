@@ -12,12 +12,13 @@ import socket
 from collections import Counter
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from delivery.idempotency import event_key
 from devtools.sandbox import partial_rejections
-from tests.conftest import RUN_ID, Worker, wait_until
+from tests.conftest import wait_until
+from tests.delivery.conftest import module_worker
 from tests.delivery.test_delivery import counts, outcomes, samples, setup_destination, steps_of, track
 
 pytestmark = pytest.mark.e2e
@@ -33,15 +34,7 @@ WORKER_ENV = {
 
 @pytest.fixture(scope="module")
 def delivery_worker(request, django_db_setup, django_db_blocker):
-    """Our own worker (the session one lacks this environment); the session worker is stopped meanwhile
-    and restarted by the next test that asks for `celery_worker`."""
-    request.getfixturevalue("_session_worker").stop()
-    worker = Worker(extra_env=WORKER_ENV)
-    worker.log = settings.DATA_DIR / f"test-worker-{RUN_ID}-delivery.log"
-    worker.log.unlink(missing_ok=True)
-    worker.start()
-    yield worker
-    worker.stop()
+    yield from module_worker(request, "delivery", WORKER_ENV)
 
 
 @pytest.fixture
@@ -102,7 +95,7 @@ def test_case_1_a_207_marks_only_the_rejected_events_failed(pipeline, sandbox):
     ingest(destination, messages)
     rows = settled(destination, 40)
 
-    by_message = answered_per_item(sandbox, "cio-partial")
+    by_message = answered_per_item(sandbox, "cio-partial", destination)
     assert len(by_message) == 40 and 0 < sum(1 for _, entry, _ in by_message.values() if entry) < 40
     for row in rows:
         item, entry, status = by_message[row["message_id"]]
@@ -138,15 +131,29 @@ def test_case_1_a_207_marks_only_the_rejected_events_failed(pipeline, sandbox):
         assert (sample["sent"], sample["response"]) == (item, {"status": status, "errors": []})
 
 
-def answered_per_item(sandbox, slot: str, reject_share: float = 0.2) -> dict:
+def event_keys(destination) -> dict[str, str]:
+    """messageId -> the idempotency key its outcome was sent with (Customer.io's `id` of the item)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.message_id, o.source_id, o.mapping_id, o.received_at FROM delivery_outcome o"
+            " JOIN delivery_event e ON e.id = o.event_id AND e.received_at = o.received_at"
+            " WHERE o.destination_id = %s AND o.mapping_id IS NOT NULL",
+            [destination.id],
+        )
+        rows = cursor.fetchall()
+    return {m: event_key(source, m, destination.id, mapping, at) for m, source, mapping, at in rows}
+
+
+def answered_per_item(sandbox, slot: str, destination, reject_share: float = 0.2) -> dict:
     """messageId -> (item posted, the error entry the partial profile answered for it, HTTP status), per
     request as the sandbox received them (a batch without rejections is answered 200, else 207)."""
+    message_ids = {key: message_id for message_id, key in event_keys(destination).items()}
     answered = {}
     for request in sandbox.requests(slot):
         batch = request["body"]["batch"]
         entries = {e["batch_index"]: e for e in partial_rejections("customerio", batch, reject_share)}
         for index, item in enumerate(batch):
-            answered[item["id"]] = (item, entries.get(index), 207 if entries else 200)
+            answered[message_ids[item["id"]]] = (item, entries.get(index), 207 if entries else 200)
     return answered
 
 
@@ -204,7 +211,7 @@ def test_case_2_a_200_with_errors_fails_the_listed_events(pipeline, httpserver):
         "timestamp": 1767225600,
         "attributes": {"plan": "pro", "n": 1},
         "name": "Order Completed",
-        "id": "msg-1",
+        "id": event_keys(destination)["msg-1"],
     }
 
 
@@ -420,7 +427,7 @@ def test_events_that_cannot_be_sent_fail_validation_and_the_rest_stay_lined_up(p
     ingest(destination, messages)
     rows = settled(destination, 30 + 1)
 
-    answered = answered_per_item(sandbox, "cio-mixed", 0.3)
+    answered = answered_per_item(sandbox, "cio-mixed", destination, 0.3)
     assert len(answered) == 30 and all(item["action"] == "event" for item, _, _ in answered.values())
     by_id = {r["message_id"]: r for r in rows}
     assert (

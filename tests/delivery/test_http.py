@@ -10,7 +10,7 @@ import httpx
 import pytest
 from werkzeug import Response
 
-from delivery import http, retries
+from delivery import http, outbox, retries
 from delivery.http import (
     Answer,
     HostNotFoundError,
@@ -175,6 +175,81 @@ def test_an_answer_that_takes_longer_than_the_read_timeout_times_out(httpserver,
     assert time.monotonic() - started < 0.9
     failure = retries.classify_transport(timed_out.value)
     assert failure == retries.TransportFailure("ETIMEDOUT", True, "timed out waiting for the answer")
+
+
+class TricklingServer:
+    """A real local HTTP server whose answer (status line, headers and body) comes a byte at a time,
+    every `interval` seconds: never a read timeout, yet never a complete answer in time."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.thread = threading.Thread(target=self._serve_one, daemon=True)
+        self.thread.start()
+
+    def _serve_one(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                for byte in self.ANSWER:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(self.interval)
+            except OSError:
+                pass  # the client gave up and closed the connection
+
+    def close(self) -> None:
+        self.thread.join(5)
+        self.listener.close()
+
+
+def test_an_answer_trickling_in_fails_at_the_request_deadline_not_the_read_timeout(settings):
+    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
+    settings.DELIVERY_READ_TIMEOUT = 2  # each byte comes well within it
+    settings.DELIVERY_REQUEST_DEADLINE = 1
+    server = TricklingServer(interval=0.1)  # the whole answer would take 7.4 s
+    started = time.monotonic()
+
+    with pytest.raises(http.DeadlineExceeded) as late:
+        http.post(batch_request(server.url))
+
+    took = time.monotonic() - started
+    server.close()
+    assert 1.0 <= took < 1.5
+    assert str(late.value) == "no complete answer within 1 s"
+    failure = retries.classify_transport(late.value)
+    assert failure == retries.TransportFailure("ETIMEDOUT", True, "no complete answer within 1 s")
+
+
+def test_an_answer_within_the_deadline_is_read_whole(settings):
+    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
+    settings.DELIVERY_REQUEST_DEADLINE = 3
+    server = TricklingServer(interval=0.01)  # 74 bytes: about 0.75 s
+
+    answer = http.post(batch_request(server.url))
+
+    server.close()
+    assert (answer.status, answer.body) == (200, b"{}")
+
+
+@pytest.mark.parametrize(
+    ("deadline", "lease", "expected"),
+    [
+        (0, 0, 15.0),  # connect 5 + read 10
+        (4, 0, 4.0),
+        (0, 15, 7.5),  # a lease of 15 s: the answer must be in within half of it
+        (30, 20, 10.0),
+    ],
+)
+def test_the_request_deadline_stays_within_the_lease(settings, deadline, lease, expected):
+    settings.DELIVERY_CONNECT_TIMEOUT, settings.DELIVERY_READ_TIMEOUT = 5, 10
+    settings.DELIVERY_REQUEST_DEADLINE, settings.DELIVERY_LEASE_SECONDS = deadline, lease
+
+    assert http.request_deadline() == expected
+    assert outbox.lease_seconds() > http.request_deadline()
 
 
 def test_a_refused_connection_is_told_apart(settings):

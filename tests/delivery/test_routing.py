@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 from django.db import connection
 
-from delivery import batching, ingest, routing
+from delivery import batching, ingest, routing, wakeups
 from delivery.models import Event, Sample
 from tests.delivery.test_ingest import step_counts, track
 from tests.factories import make_destination, make_mapping, make_source, make_workspace
@@ -260,7 +260,9 @@ def test_delivery_is_scheduled_after_commit_for_the_pairs_that_got_queued_work(
         routing.route_events(ids)
 
     # One callback schedules delivery; the other counts the committed samples (recording.SampleBatch).
-    [schedule] = [callback for callback in callbacks if isinstance(callback, partial)]
+    [wake_up] = [callback for callback in callbacks if isinstance(callback, partial)]
+    assert wake_up.func is wakeups._wake  # through wakeups.after_commit: never an error after the commit
+    [schedule] = wake_up.args
     assert isinstance(schedule, partial) and schedule.func is batching.schedule
     assert schedule.args == ({(cio.id, orders.id)},)
 

@@ -1,6 +1,7 @@
 """Wake-ups: routing requests coalesced while a routing task is pending, and every pipeline task
 published on its own queue under the name beat and deployed workers know it by."""
 
+import json
 import time
 
 import pytest
@@ -11,7 +12,11 @@ from overview.celery import app
 from tests.delivery.test_ingest import track
 from tests.factories import make_source, make_workspace
 
-TASKS = ("route_events", "deliver_batch", "flush_batches", "sweep", "maintain_partitions")
+TASKS = (
+    "route_events", "deliver_batch", "flush_batches", "sweep_routing", "sweep_delivery", "sweep",
+    "maintain_partitions",
+)  # fmt: skip
+DELIVER_TASKS = ("deliver_batch", "flush_batches", "sweep_delivery")
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -21,7 +26,7 @@ def test_each_pipeline_task_keeps_its_name_and_is_routed_to_its_queue(name):
 
     assert task.name == f"delivery.tasks.{name}"
     assert queue == wakeups.TASK_QUEUES[task.name]
-    assert queue == ("deliver" if name in ("deliver_batch", "flush_batches") else "route")
+    assert queue == ("deliver" if name in DELIVER_TASKS else "route")
 
 
 def test_the_names_wakeups_publish_are_registered_tasks():
@@ -93,3 +98,33 @@ def test_the_sweeper_overrides_only_a_marker_older_than_its_threshold():
     assert wakeups.marked_at(pair) > time.time() - 2
     assert app.control.purge() == 1
     wakeups.delivery_started(pair)
+
+
+def queued_messages(queue: str) -> list[dict]:
+    """The task messages waiting in a queue (LRANGE is a command Kombu's client would not prefix)."""
+    with wakeups.broker() as broker:
+        client = broker.default_channel.client
+        return [json.loads(m) for m in client.lrange(client.global_keyprefix + queue, 0, -1)]
+
+
+def queued_tasks(queue: str) -> list[str]:
+    return [message["headers"]["task"] for message in queued_messages(queue)]
+
+
+def test_beat_runs_each_sweeper_on_the_queue_of_the_work_it_sweeps():
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+
+    assert {wakeups.SWEEP_ROUTING_TASK, wakeups.SWEEP_DELIVERY_TASK} <= scheduled
+    assert "delivery.tasks.sweep" not in scheduled
+    assert wakeups.TASK_QUEUES[wakeups.SWEEP_ROUTING_TASK] == "route"
+    assert wakeups.TASK_QUEUES[wakeups.SWEEP_DELIVERY_TASK] == "deliver"
+
+
+def test_the_sweep_task_of_older_beat_schedules_asks_for_both_sweepers_each_on_its_own_queue():
+    app.control.purge()
+
+    tasks.sweep()
+
+    assert queued_tasks("route") == ["delivery.tasks.sweep_routing"]
+    assert queued_tasks("deliver") == ["delivery.tasks.sweep_delivery"]
+    assert app.control.purge() == 2

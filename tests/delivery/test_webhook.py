@@ -1,6 +1,7 @@
 """The JSON batch webhook adapter, against the real sandbox and real local servers: what it sends, and
 one result per event from every kind of answer."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from werkzeug import Response
 from delivery import delivering, http
 from delivery.destinations import InvalidSettings
 from delivery.destinations.webhook import WebhookAdapter, WebhookSettings
+from delivery.idempotency import batch_key, event_key
 from delivery.multistatus import InvalidEvent
 from delivery.results import Error, Success
 from devtools.sandbox import partial_rejections
@@ -31,8 +33,13 @@ def webhook(url: str, settings=None, credentials=None) -> WebhookAdapter:
     return WebhookAdapter(WebhookSettings.parse(url, settings or {}, credentials or {}))
 
 
+def keys(count: int) -> list[str]:
+    """Idempotency keys as delivery gives them, one per event."""
+    return [event_key(1, f"msg-{i}", 2, 3, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) for i in range(count)]
+
+
 def exchange(adapter: WebhookAdapter, items: list) -> list:
-    return adapter.parse_response(http.post(adapter.build_request(items)), len(items))
+    return adapter.parse_response(http.post(adapter.build_request(items, keys(len(items)))), len(items))
 
 
 def test_the_request_is_the_batch_with_the_configured_headers(sandbox):
@@ -45,11 +52,12 @@ def test_the_request_is_the_batch_with_the_configured_headers(sandbox):
     exchange(adapter, events(2))
 
     received = sandbox.requests("h1")[0]
-    assert received["body"] == {"batch": events(2)}
+    assert received["body"] == {"batch": events(2), "idempotency_keys": keys(2)}
+    assert received["headers"]["Idempotency-Key"] == batch_key(keys(2))
     assert received["headers"]["X-Team"] == "growth"
     assert received["headers"]["Content-Type"] == "application/json"
     assert "Authorization" not in received["headers"]  # the sandbox never logs it, but it was sent:
-    assert adapter.build_request([]).headers["Authorization"] == "Bearer s3cret"
+    assert adapter.build_request([], []).headers["Authorization"] == "Bearer s3cret"
 
 
 @pytest.mark.parametrize(
@@ -72,13 +80,13 @@ def test_a_mapping_picks_fields_and_no_mapping_sends_the_whole_event():
     adapter = webhook("https://example.com/hook")
     event = {"type": "identify", "userId": "u1", "traits": {"email": "a@example.com", "plan": "pro"}}
 
-    assert adapter.prepare(event, {}) is event
-    assert adapter.prepare(event, {"email": "traits.email", "id": "userId", "missing": "traits.x"}) == {
+    assert adapter.prepare(event, {}, "K") is event
+    assert adapter.prepare(event, {"email": "traits.email", "id": "userId", "missing": "traits.x"}, "K") == {
         "email": "a@example.com",
         "id": "u1",
     }
     with pytest.raises(InvalidEvent, match=r"none of the mapping's fields \(name, total\) is present"):
-        adapter.prepare(event, {"name": "event", "total": "properties.total"})
+        adapter.prepare(event, {"name": "event", "total": "properties.total"}, "K")
 
 
 def test_a_2xx_answer_delivers_every_event(sandbox):
@@ -240,11 +248,15 @@ def test_events_refused_before_sending_keep_the_sent_ones_lined_up(httpserver):
     ]
 
     results = delivering.attempt(
-        webhook(httpserver.url_for("/hook")), {"email": "traits.email"}, messages
+        webhook(httpserver.url_for("/hook")), {"email": "traits.email"}, messages, keys(3)
     ).results
 
     sent = json.loads(httpserver.log[0][0].get_data())
-    assert sent == {"batch": [{"email": "a@example.com"}, {"email": "not-an-email"}]}
+    # The idempotency keys of the events sent, the refused one's left out like its item.
+    assert sent == {
+        "batch": [{"email": "a@example.com"}, {"email": "not-an-email"}],
+        "idempotency_keys": [keys(3)[0], keys(3)[2]],
+    }
     assert isinstance(results[0], Success)
     assert (results[0].sent, results[0].body) == ({"email": "a@example.com"}, messages[0])
     assert (results[1].reason_code, results[1].sent, results[1].body) == (
