@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from celery import Celery
+from django.conf import settings
 from django.test import Client
 
 from delivery import ingest, routing, wakeups
@@ -29,9 +30,15 @@ class UnreachableBroker:
         self.closed = socket.socket()
         self.closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         self.port = self.closed.getsockname()[1]
-        self.app = Celery("unreachable", set_as_current=False)
-        self.app.config_from_object("django.conf:settings", namespace="CELERY")
-        self.app.conf.broker_url = f"redis://127.0.0.1:{self.port}/0"
+        # The project's Celery settings but the broker's URL (given to Celery as settings with their
+        # namespace, the URL would win over any later value in Celery 5.6).
+        own = {
+            name.removeprefix("CELERY_").lower(): getattr(settings, name)
+            for name in dir(settings)
+            if name.startswith("CELERY_") and name != "CELERY_BROKER_URL"
+        }
+        self.app = Celery("unreachable", broker=f"redis://127.0.0.1:{self.port}/0", set_as_current=False)
+        self.app.conf.update(own)
 
     def __enter__(self) -> "UnreachableBroker":
         wakeups.forget_outage()
