@@ -3,8 +3,7 @@ a destination server — while events stream in through the tracking API: after 
 stored once, each destination's outcomes are final or pending with an attempt due, the figure API agrees
 with the outcome table, and nothing counted delivered was missed by the destination.
 
-The fast scenarios of tests/faults/scenarios.py; bench/faults.py runs them all with more events. A
-scenario that fails on main today is run by the bench only, until its fix lands.
+The scenarios of tests/faults/scenarios.py with few events; bench/faults.py runs them all with more.
 """
 
 from collections.abc import Iterator
@@ -47,6 +46,10 @@ def test_a_worker_stopped_with_sigterm_finishes_or_hands_back_its_batches(stack)
     assert_accounted(stack, "worker_sigterm")
 
 
+def test_a_redis_restart_mid_delivery_leaves_the_worker_running_and_loses_nothing(stack):
+    assert_accounted(stack, "redis_restart")
+
+
 def test_a_wiped_redis_loses_no_queued_work(stack):
     assert_accounted(stack, "redis_wiped")
 
@@ -61,3 +64,7 @@ def test_a_hung_destination_is_given_up_on_and_its_neighbour_keeps_delivering(st
 
 def test_a_failing_destination_keeps_its_events_pending_while_its_neighbour_delivers(stack):
     assert_accounted(stack, "destination_fails")
+
+
+def test_a_destination_trickling_its_answer_is_cut_off_and_its_neighbour_keeps_delivering(stack):
+    assert_accounted(stack, "destination_trickles")
