@@ -227,14 +227,15 @@ def _context_problem(message: dict, context: dict) -> tuple[Reason, str] | None:
 
 
 def parse_time(value: object) -> dt.datetime | None:
-    """An ISO 8601 date (a time zone-less one is read as UTC), or None when it is not one."""
+    """An ISO 8601 date (a time zone-less one is read as UTC) within years 1 to 9999 once in UTC (what
+    Python can read back from the database), or None when it is not one."""
     if not isinstance(value, str):
         return None
     try:
         moment = dt.datetime.fromisoformat(value)
-    except ValueError:
+        return moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):  # 9999-12-31T23:59-01:00 is in year 10000 in UTC
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _short(value: object, limit: int = 80) -> str:

@@ -164,3 +164,16 @@ def test_a_deep_list_in_place_of_a_message_fails_as_not_an_object(client, source
     assert step_counts(source.id) == {("received", ""): 2, ("failed_on_ingest", "bad_request"): 1}
     sample = Sample.objects.get(source_id=source.id)
     assert sample.error_message == "A message must be a JSON object, not a list."
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59-01:00", "0001-01-01T00:00+01:00"])
+def test_a_timestamp_outside_the_years_postgresql_and_python_share_fails_alone(client, source, moment):
+    body = batch_of(json.dumps(track(1)), json.dumps(track(2, timestamp=moment)))
+
+    answer = post_raw(client, "/v1/batch", body, source)
+
+    assert (answer.status_code, answer.json()) == (200, {"success": True})
+    assert step_counts(source.id) == {("received", ""): 2, ("failed_on_ingest", "invalid_timestamp"): 1}
+    assert Sample.objects.get(source_id=source.id).error_message == (
+        f"timestamp is not an ISO 8601 date: {moment!r}."
+    )
