@@ -159,3 +159,18 @@ def test_odd_page_parameters_are_shown_as_a_problem_on_a_400_page(story, query, 
 
         assert response.status_code == 400
         assert message in text(response)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1e400", "JSON parse error - the number 1e400 is out of range"),
+        ("-Infinity", "JSON parse error - -Infinity is not a JSON number"),
+        ("NaN", "JSON parse error - NaN is not a JSON number"),
+    ],
+)
+def test_a_number_out_of_a_floats_range_is_400_wherever_it_is(api, story, value, message):
+    for body in (f'{{"workspace": {value}, "name": "Web"}}', f'{{"threshold": {value}}}'):
+        response = api.generic("POST", "/api/v1/sources/", body, content_type="application/json")
+
+        assert (response.status_code, response.json()) == (400, {"detail": message})
