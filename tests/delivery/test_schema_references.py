@@ -15,7 +15,7 @@ from delivery.schema_controls import DIALECTS, InvalidSchema, check_schema, cont
 from tests.delivery.test_ingest import step_counts, track
 from tests.delivery.test_routing import ENDPOINT, outcome_counts, stored
 from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
-from tests.overview.test_api_config import client_for
+from tests.overview.api.team import client_for
 
 MARKER = "MARKER-7f3c-outside-content"
 OUTSIDE = {"const": MARKER}  # what the fetched document would make the error message (and sample) say
