@@ -174,3 +174,15 @@ def test_a_number_out_of_a_floats_range_is_400_wherever_it_is(api, story, value,
         response = api.generic("POST", "/api/v1/sources/", body, content_type="application/json")
 
         assert (response.status_code, response.json()) == (400, {"detail": message})
+
+
+def test_a_min_volume_past_its_column_in_the_alert_rule_form_is_a_form_error(story):
+    client = Client()
+    client.force_login(story.user)
+    tab = f"/w/{story.workspace.slug}/destinations/{story.destination.id}/alerts/"
+
+    response = client.post(tab, {"threshold": "95", "min_volume": str(2**31), "channels": ["in_app"]})
+
+    assert response.status_code == 200
+    assert "Ensure this value is less than or equal to 2147483647." in text(response)
+    assert not story.destination.alert_rules.exists()
