@@ -200,6 +200,14 @@ _ENTRIES: list[DiscardReason] = [
         "A single message was larger than 32 KB, the most the tracking API accepts for one message.",
         "Trim what the client puts in the message (large properties, traits or context fields).",
     ),
+    DiscardReason(
+        Reason.NESTING_TOO_DEEP,
+        _INGEST,
+        "Nested too deeply",
+        "A message nested objects and arrays more than 64 levels deep (or the request body more than"
+        " about 1,000, too deep to read at all), past what the pipeline can store and check.",
+        "Flatten what the client puts in the message; the sample shows it, cut at 64 levels.",
+    ),
     # Filtered at source: dropped by the source's schema controls or its tracking plan.
     DiscardReason(
         Reason.COMMON_SCHEMA_VIOLATION,

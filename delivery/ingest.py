@@ -25,6 +25,7 @@ from delivery.recording import SampleBatch, Tally, Where
 from delivery.sql import execute_prepared
 from delivery.steps import Step
 from delivery.validation import (
+    MAX_DEPTH,
     MAX_MESSAGE_BYTES,
     Message,
     Rejection,
@@ -42,6 +43,10 @@ TOO_LARGE_MESSAGE = (
     " none was stored."
 )
 DEDUPE_WINDOW = dt.timedelta(hours=24)
+BODY_TOO_DEEP = (
+    "The request body nests objects and arrays too deeply to read (over 1,000 levels); a message may"
+    f" nest at most {MAX_DEPTH} levels."
+)
 # The tracking API's answer to a body over MAX_REQUEST_BYTES; recorded as Reason.MESSAGE_TOO_LARGE.
 REQUEST_TOO_LARGE = "request_too_large"
 
@@ -90,10 +95,12 @@ def decode_body(raw: bytes, content_encoding: str = "") -> object:
         raw = _gunzip(raw)
     try:
         return jsontext.loads(raw)
-    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise RequestRejected(
             400, Reason.BAD_REQUEST_BODY, f"The request body is not valid JSON: {error}"
         ) from None
+    except RecursionError:
+        raise RequestRejected(400, Reason.NESTING_TOO_DEEP, BODY_TOO_DEEP) from None
 
 
 def too_large(size: int) -> RequestRejected:

@@ -32,6 +32,7 @@ class Reason(StrEnum):
     UNSUPPORTED_TYPE = "unsupported_type"
     INVALID_TIMESTAMP = "invalid_timestamp"
     MESSAGE_TOO_LARGE = "message_too_large"
+    NESTING_TOO_DEEP = "nesting_too_deep"
     # Filtered at source: the source's schema controls and tracking plan.
     COMMON_SCHEMA_VIOLATION = "common_schema_violation"
     EVENT_SETTING = "event_setting"

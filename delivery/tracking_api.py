@@ -4,7 +4,6 @@
 import base64
 import binascii
 
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -15,6 +14,10 @@ from delivery.reasons import Reason
 
 NO_WRITE_KEY = "No write key: send it as the HTTP basic-auth user name, or as writeKey in the body."
 UNKNOWN_WRITE_KEY = "Unknown write key: no source has this write key."
+CHUNKED_UNREADABLE = (
+    "This web server does not pass on a chunked request body (Transfer-Encoding: chunked);"
+    " send a Content-Length."
+)
 
 
 def write_key_from_header(authorization: str) -> str:
@@ -29,6 +32,29 @@ def write_key_from_header(authorization: str) -> str:
     return decoded.partition(":")[0]
 
 
+def read_body(request: HttpRequest) -> bytes:
+    """The request body, read up to one byte over the size limit (ingest.too_large past it), so that a
+    big body is refused without being held whole.
+
+    Without a Content-Length (Transfer-Encoding: chunked), Django's WSGI request reads nothing: a WSGI
+    server that decodes chunked bodies says so with wsgi.input_terminated, and its input is read to its
+    end instead. Under ASGI (gunicorn.conf.py) the request stream is the whole body either way."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and declared.isdigit() and int(declared) > ingest.MAX_REQUEST_BYTES:
+        raise ingest.too_large(int(declared))
+    stream = request
+    if not declared and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        environ = getattr(request, "environ", {})
+        if "wsgi.input" in environ:  # a WSGI server, which gunicorn.conf.py is not
+            if not environ.get("wsgi.input_terminated"):
+                raise RequestRejected(411, Reason.BAD_REQUEST_BODY, CHUNKED_UNREADABLE)
+            stream = environ["wsgi.input"]
+    raw = stream.read(ingest.MAX_REQUEST_BYTES + 1)
+    if len(raw) > ingest.MAX_REQUEST_BYTES:
+        raise ingest.too_large(len(raw))
+    return raw
+
+
 def _error(error: RequestRejected) -> JsonResponse:
     return JsonResponse({"success": False, "code": error.code, "message": error.message}, status=error.status)
 
@@ -38,16 +64,14 @@ def receive(request: HttpRequest, call: str | None) -> JsonResponse:
     source = ingest.find_source(header_key)
     if header_key and source is None:
         return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY))
+    raw = b""
     try:
-        try:
-            raw = request.body
-        except RequestDataTooBig:
-            raise ingest.too_large(int(request.headers.get("Content-Length") or 0)) from None
+        raw = read_body(request)
         body = ingest.decode_body(raw, request.headers.get("Content-Encoding", ""))
         messages, defaults = ingest.messages_of(body, call)
     except RequestRejected as error:
         if source is not None:
-            ingest.record_rejected_request(source, error, request.body if error.status != 413 else b"")
+            ingest.record_rejected_request(source, error, raw if error.status != 413 else b"")
         return _error(error)
     if source is None:
         body_key = body.get("writeKey")

@@ -14,6 +14,15 @@ from delivery.reasons import Reason
 from delivery.steps import EVENT_TYPES
 
 MAX_MESSAGE_BYTES = 32 * 1024  # what the common analytics clients allow for one message
+# How deep objects and arrays may nest in one message, the message itself being level 1. Far above what
+# analytics clients send, and well inside what every reader of a stored message handles: orjson writes
+# 254 levels, jsonschema checks about 250 against a recursive schema before Python's recursion limit.
+MAX_DEPTH = 64
+TOO_DEEP = (
+    f"The message nests objects and arrays more than {MAX_DEPTH} levels deep (the message itself is level 1)."
+)
+# What stands in for the part of a message nested too deeply when its sample is stored.
+CUT_MARK = f"[cut: nested more than {MAX_DEPTH} levels deep]"
 CONSENT_EVENT = "Segment Consent Preference Updated"
 TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
 # Dimensions (type, name, app version) longer than this are cut, so that rollup keys stay small.
@@ -24,6 +33,10 @@ MESSAGE_ID_LENGTH = 200
 _NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _SURROGATE = re.compile(r"\\ud[89abcdef]")
 NOT_FINITE = "The message contains NaN or Infinity, which are not JSON numbers."
+OUT_OF_RANGE = (
+    "The message contains a number too large to store (a float beyond 1.8e308, or an integer of over"
+    " 4,300 digits)."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +87,16 @@ def validate(raw: object, call: str | None = None, defaults: dict | None = None)
         if call:
             message["type"] = call
     try:
-        data = jsontext.dumps(message)
-    except ValueError:  # NaN or Infinity, which Python's JSON reader accepts and JSON does not
-        return Rejection(Reason.BAD_REQUEST_BODY, NOT_FINITE, storable(message))
+        data = jsontext.dumps(message, max_depth=MAX_DEPTH)
+    except jsontext.TooDeep:
+        message_id = message.get("messageId")
+        message_id = message_id if isinstance(message_id, str) else ""
+        return Rejection(
+            Reason.NESTING_TOO_DEEP, TOO_DEEP, storable(message), *dimensions(message), message_id
+        )
+    except ValueError as error:  # what Python's JSON reader accepts and JSON or PostgreSQL does not
+        problem = NOT_FINITE if str(error) == jsontext.NOT_FINITE.problem else OUT_OF_RANGE
+        return Rejection(Reason.BAD_REQUEST_BODY, problem, storable(message))
     text = data.decode()
     if "\\u" in text and (problem := _unstorable(text, message)):
         return Rejection(Reason.BAD_REQUEST_BODY, problem, storable(message))
@@ -207,14 +227,15 @@ def _context_problem(message: dict, context: dict) -> tuple[Reason, str] | None:
 
 
 def parse_time(value: object) -> dt.datetime | None:
-    """An ISO 8601 date (a time zone-less one is read as UTC), or None when it is not one."""
+    """An ISO 8601 date (a time zone-less one is read as UTC) within years 1 to 9999 once in UTC (what
+    Python can read back from the database), or None when it is not one."""
     if not isinstance(value, str):
         return None
     try:
         moment = dt.datetime.fromisoformat(value)
-    except ValueError:
+        return moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):  # 9999-12-31T23:59-01:00 is in year 10000 in UTC
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -236,8 +257,10 @@ def _unstorable(text: str, message: dict) -> str:
 
 def storable(raw: object) -> object:
     """The raw message with what PostgreSQL cannot hold replaced — NUL and unpaired surrogates by U+FFFD,
-    NaN and Infinity (jsontext.NOT_FINITE) by null — so that even the message that failed for it can be
-    kept as a sample."""
+    NaN, Infinity and numbers out of range (jsontext's markers) by null, what nests deeper than MAX_DEPTH
+    by CUT_MARK — so that even the message that failed for it can be kept as a sample."""
+    if jsontext.nested_deeper_than(raw, MAX_DEPTH):
+        raw = jsontext.cut(raw, MAX_DEPTH, CUT_MARK)
     text = json.dumps(raw, ensure_ascii=False, default=lambda _: None).encode("utf-8", "replace").decode()
     return json.loads(_NUL.sub(r"\1\\ufffd", text), parse_constant=lambda _: None)
 

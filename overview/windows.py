@@ -112,14 +112,20 @@ def custom(
 
 
 def parse_moment(text: str, tz: dt.tzinfo, name: str) -> dt.datetime:
-    """An ISO 8601 date-time; one without an offset is read in the operator's time zone."""
+    """An ISO 8601 date-time, in UTC; one without an offset is read in the operator's time zone."""
     try:
         moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError as bad:
         raise WindowError(
             f"{name.capitalize()} {text!r} is not an ISO 8601 date and time, e.g. 2025-03-01T14:00."
         ) from bad
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError as bad:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise WindowError(
+            f"{name.capitalize()} {text!r} is outside the dates a window can have (years 1 to 9999 in UTC)."
+        ) from bad
 
 
 def from_params(

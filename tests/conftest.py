@@ -2,14 +2,17 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
@@ -17,6 +20,7 @@ from django.db import OperationalError, connection, transaction
 from delivery import partitions
 from devtools import embedded
 from devtools.sandbox import SandboxServer
+from devtools.supervise import spawn, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:8]
@@ -157,6 +161,40 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def web_server(command_for: Callable[[int], list[str]], name: str) -> Iterator[str]:
+    """A web server process (`command_for(port)`) on this run's database and broker prefix, on a free
+    port, once it answers; its URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_KEY_PREFIX": f"test-{RUN_ID}:",
+        "DELIVERY_DATA_DIR": str(settings.DATA_DIR),
+    }
+    web = spawn(command_for(port), env, ROOT, settings.DATA_DIR / f"test-{name}-{RUN_ID}.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{url}/login/"), timeout=30, what="the web server")
+        yield url
+    finally:
+        stop([web])
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,14 @@ from rest_framework import mixins, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.routers import DefaultRouter
 from rest_framework.throttling import AnonRateThrottle
 
 from delivery.models import Destination, Mapping, Source, Workspace
 from overview import alerts, tenancy
 from overview.api import serializers
+from overview.api.parsers import JSONParser
 from overview.api.permissions import WorkspaceScopedMixin
 from overview.models import AlertRule, Incident
 
@@ -147,6 +149,7 @@ class TokenView(ObtainAuthToken):
     """Your API token for a user name and password (the same token the UI's API tokens page shows)."""
 
     throttle_classes = [TokenThrottle]
+    parser_classes = [FormParser, MultiPartParser, JSONParser]
 
 
 router = DefaultRouter()

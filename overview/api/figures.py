@@ -22,7 +22,7 @@ from overview import windows
 from overview.figures import pipeline as figures
 from overview.figures.results import FigureError, Timeseries
 from overview.figures.rollup_query import Scope, destination_scope, source_scope
-from overview.parameters import mapping_for
+from overview.parameters import mapping_for, text
 from overview.tenancy import get_scoped_or_404
 
 
@@ -158,7 +158,7 @@ def _step(request: Request) -> str:
 
 
 def _reason(request: Request) -> str | None:
-    return request.query_params.get("reason")
+    return text(request.query_params.get("reason"), "reason")
 
 
 class PipelineView(FigureView):

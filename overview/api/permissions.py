@@ -5,11 +5,11 @@ members of a workspace read, its owners write (anything else is a 403). The rule
 from django.core.exceptions import PermissionDenied as NotOwner
 from django.db.models import Model, QuerySet
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 
 from delivery.models import Workspace
 from overview import tenancy
+from overview.api.parsers import JSONParser
 
 
 class MembersReadOwnersWrite(BasePermission):

@@ -16,8 +16,9 @@ from overview.api.strict import (
     checked_rules,
 )
 from overview.configuration import alert_rules, destinations, mappings, sources
-from overview.configuration.common import check_endpoint, keeps_workspace, storable_json
+from overview.configuration.common import INTEGER_MAX, check_endpoint, keeps_workspace, storable_json
 from overview.models import AlertRule, Channel, ChannelDelivery, Incident, IncidentEvent
+from overview.parameters import MAX_ID
 
 # ---------------------------------------------------------------------------------------------------
 # Workspaces and sources
@@ -239,6 +240,7 @@ class AlertRuleSerializer(StrictModelSerializer):
     )
     min_volume = StrictIntegerField(
         min_value=0,
+        max_value=INTEGER_MAX,
         required=False,
         help_text="Fewer finished deliveries (delivery_rate) or a lower usual level (source_volume):"
         " not judged.",
@@ -295,6 +297,6 @@ class IncidentFilterSerializer(serializers.Serializer):
     """Query parameters of the incident list."""
 
     status = serializers.ChoiceField(choices=Incident.Status.choices, required=False)
-    rule = serializers.IntegerField(required=False, min_value=1)
-    destination = serializers.IntegerField(required=False, min_value=1)
-    source = serializers.IntegerField(required=False, min_value=1)
+    rule = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    destination = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    source = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)

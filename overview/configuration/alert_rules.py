@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from overview.configuration.common import (
+    INTEGER_MAX,
     ConfigurationError,
     Invalid,
     bounded,
@@ -51,7 +52,7 @@ def check_fields(data: dict) -> dict:
     return run_checks(
         data,
         {
-            "min_volume": bounded(0),
+            "min_volume": bounded(0, INTEGER_MAX),
             "channels": check_channels,
             "email_recipients": each_item(check_email),
             "slack_webhook_url": check_slack_webhook_url,

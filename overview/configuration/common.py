@@ -96,6 +96,10 @@ def check_endpoint(url: str) -> str:
     return url
 
 
+# The largest value of PostgreSQL's integer, the column of Django's (Positive)IntegerField.
+INTEGER_MAX = 2**31 - 1
+
+
 def bounded(low: int, high: int | None = None) -> Callable[[int], int]:
     """A check that a whole number lies in [low, high] (the wording of Django's and DRF's own)."""
 

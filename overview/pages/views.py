@@ -26,7 +26,7 @@ from overview.figures.rollup_query import SOURCE_PIPELINE, Scope, destination_sc
 from overview.pages import display
 from overview.pages.navigation import operator_zone, render_page, zone_name
 from overview.pages.state import State
-from overview.parameters import mapping_for
+from overview.parameters import mapping_for, text
 from overview.tenancy import workspace_or_404, workspaces_for
 
 PRESET_SHORT = {"10m": "10 min", "1h": "1 hour", "24h": "24 hours", "7d": "7 days", "14d": "2 weeks"}
@@ -130,6 +130,11 @@ def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[s
     if state.step and state.step not in scope.steps:
         problems.append(f"Unknown step {state.step!r}: choose a step of the pipeline.")
         state = dataclasses.replace(state, step="", reason=None)
+    try:
+        text(state.reason, "reason")
+    except FigureError as bad:
+        problems.append(f"{bad} Showing the step without it.")
+        state = dataclasses.replace(state, reason=None)
     pipeline, series = figures.pipeline_and_timeseries(scope, window)
     settling = figures.received_since_window(scope, window) if pipeline.is_empty else 0
     cards = {

@@ -2,19 +2,16 @@
 stuck in their headers, half in their bodies), the login page and ingest still answer at once from the
 web server as the demo and docker-compose run it (gunicorn.conf.py)."""
 
-import os
 import socket
 import threading
 import time
 
 import httpx
 import pytest
-from django.conf import settings
 
 from delivery.models import Event
 from devtools.management.commands.demo import web_command
-from devtools.supervise import spawn, stop
-from tests.conftest import ROOT, RUN_ID, database_url, wait_until
+from tests.conftest import web_server
 from tests.delivery.test_ingest import auth, track
 from tests.factories import make_source, make_workspace
 
@@ -25,36 +22,10 @@ SLOW_HEADERS = b"GET /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 SLOW_BODY = b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def site(transactional_db):
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CELERY_KEY_PREFIX": f"test-{RUN_ID}:",
-        "DELIVERY_DATA_DIR": str(settings.DATA_DIR),
-    }
-    web = spawn(web_command("127.0.0.1", port), env, ROOT, settings.DATA_DIR / f"test-web-{RUN_ID}.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: answers(f"{url}/login/"), timeout=30, what="the web server")
+    with web_server(lambda port: web_command("127.0.0.1", port), "web") as url:
         yield url
-    finally:
-        stop([web])
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def slow_clients(port: int, n: int, until: threading.Event) -> None:
