@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
-from delivery import rollups
+from delivery import redaction, rollups
+from delivery.models import Destination
 from delivery.reasons import Reason
 from delivery.sql import execute_prepared
 from delivery.steps import Step
@@ -237,6 +238,7 @@ class SampleBatch:
         self.rows.clear()
         if not flat:
             return
+        flat = _redacted(flat)
         types = (
             "timestamptz[]", "timestamptz[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]",
             "text[]", "text[]", "text[]", "text[]", "text[]", "int[]", "text[]", "text[]", "jsonb[]",
@@ -267,6 +269,23 @@ class SampleBatch:
                 """,
                 [list(column) for column in zip(*flat, strict=True)],
             )
+
+
+def _redacted(flat: list[tuple]) -> list[tuple]:
+    """The rows with secrets out of the error message, the JSON sent and the answer: known shapes, and
+    the credentials of each row's destination (one query for the destinations of the batch)."""
+    destination_ids = {row[4] for row in flat if row[4] is not None}
+    secrets = {
+        d.id: redaction.secret_values(d.credentials)
+        for d in Destination.objects.filter(id__in=destination_ids).only("id", "credentials_encrypted")
+    }
+    cleaned = []
+    for row in flat:
+        known = secrets.get(row[4], ())
+        *head, error_message, sent, body, response, rank = row
+        texts = [redaction.redact(text, known) for text in (error_message, sent, body, response)]
+        cleaned.append((*head, *texts, rank))
+    return cleaned
 
 
 def _json(value: object) -> str | None:

@@ -8,7 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from delivery import ingest
+from delivery import ingest, ingest_limits
 from delivery.ingest import RequestRejected
 from delivery.reasons import Reason
 
@@ -59,8 +59,16 @@ def _error(error: RequestRejected) -> JsonResponse:
     return JsonResponse({"success": False, "code": error.code, "message": error.message}, status=error.status)
 
 
+def _too_many(refusal: ingest_limits.Refusal) -> JsonResponse:
+    """429 with Retry-After: the analytics clients wait and send the same events again."""
+    body = {"success": False, "code": "rate_limited", "message": refusal.message}
+    return JsonResponse(body, status=429, headers={"Retry-After": str(refusal.retry_after)})
+
+
 def receive(request: HttpRequest, call: str | None) -> JsonResponse:
     header_key = write_key_from_header(request.headers.get("Authorization", ""))
+    if refusal := ingest_limits.check(header_key):
+        return _too_many(refusal)
     source = ingest.find_source(header_key)
     if header_key and source is None:
         return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY))
@@ -77,6 +85,8 @@ def receive(request: HttpRequest, call: str | None) -> JsonResponse:
         body_key = body.get("writeKey")
         if not isinstance(body_key, str) or not body_key:
             return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, NO_WRITE_KEY))
+        if refusal := ingest_limits.check(body_key):
+            return _too_many(refusal)
         source = ingest.find_source(body_key)
         if source is None:
             return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY))

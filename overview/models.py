@@ -245,3 +245,18 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class ApiToken(models.Model):
+    """An operator's REST API token. Only the SHA-256 digest of the key is stored (overview/api/tokens.py):
+    a database dump or a reader of this table cannot call the API as anyone."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token")
+    # Hex SHA-256 of the key; authentication looks the presented key's digest up by this unique index.
+    digest = models.CharField(max_length=64, unique=True)
+    # The key's first characters, shown on the token page so an operator can tell which key is active.
+    prefix = models.CharField(max_length=8)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -69,12 +69,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "delivery",
     "overview",
     "devtools",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -86,6 +86,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "overview.urls"
@@ -123,6 +126,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# django-axes first: it refuses a login from a locked-out user name and IP before any password check.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -195,7 +200,7 @@ DASHBOARD_LOOKBACK_MINUTES = int(os.environ.get("DASHBOARD_LOOKBACK_MINUTES", "5
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "overview.api.tokens.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -205,6 +210,14 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    # Counted in the shared cache (Redis), so a limit holds across every process and host.
+    "DEFAULT_THROTTLE_CLASSES": ["overview.api.throttles.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        # Requests per caller (token or session user) to the REST API, e.g. "600/minute".
+        "user": os.environ.get("API_RATE_LIMIT", "600/minute"),
+        # POST /api/v1/token/ per client IP: user name and password guesses.
+        "token": os.environ.get("API_TOKEN_RATE_LIMIT", "30/minute"),
+    },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -216,6 +229,84 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Separate request and response components: write-only fields (credentials) only in requests.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "overview.api.schema.closed_request_bodies",
+    ],
+    # Several fields are called "kind": name each choice set after what it is. Here rather than in the
+    # schema view, so that the system check's schema run (check --deploy) uses them too: without them it
+    # printed two drf_spectacular.W001 warnings about enum names.
+    "ENUM_NAME_OVERRIDES": {
+        "DestinationKindEnum": "delivery.destinations.kinds.KIND_CHOICES",
+        "AlertKindEnum": "overview.models.AlertRule.Kind",
+        "ChannelEnum": "overview.models.Channel",
+    },
+}
+
+
+# Shared state for rate limits and login lockouts: the cache, in the broker's Redis (its own key
+# prefix), so every web process on every host counts the same requests. CACHE_URL names another Redis.
+def _cache_url(broker_url: str) -> str:
+    # The embedded Redis is a Unix socket (Celery's redis+socket://); redis-py spells it unix://.
+    return (
+        "unix://" + broker_url.removeprefix("redis+socket://")
+        if broker_url.startswith("redis+socket://")
+        else broker_url
+    )
+
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("CACHE_URL") or _cache_url(CELERY_BROKER_URL),
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "delivery-overview-cache"),
+    }
+}
+
+# Logins (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user name from one IP, that
+# pair is locked out for LOGIN_COOLOFF_MINUTES (the lockout page says so); a success resets the count.
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "overview.pages.lockout.locked_out"  # a page saying for how long
+AXES_VERBOSE = False
+
+# Ingest per write key: at most INGEST_RATE_LIMIT requests a second to the tracking API (each may hold
+# up to 500 events); more are answered 429 with Retry-After, which the analytics clients honour by
+# sending again. 0, the default, is no limit (one bench key sends ~5,000 events/s in ~50 requests/s).
+INGEST_RATE_LIMIT = int(os.environ.get("INGEST_RATE_LIMIT", "0"))
+
+# Who may create workspaces: staff and superusers always; any other account only with this on.
+ALLOW_WORKSPACE_CREATION = env_bool("ALLOW_WORKSPACE_CREATION")
+
+# Content-Security-Policy on every answer (django-csp): scripts and styles only from our static files.
+# The ReDoc page alone adds 'unsafe-inline' styles (its components inject <style>): overview/api/schema.py.
+PLOTLY_STYLE_HASHES = [
+    "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # "": plotly.js-style-global
+    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # MapLibre's stylesheet in plotly.js 4.1
+]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        # Plotly adds its rules through an empty <style> element (the hash of ""), whose sheet it then
+        # fills by CSSOM, which the policy allows; and its bundle inlines MapLibre's CSS, by hash (plotly.js
+        # 4.1; maps are not drawn here, so another version only logs a violation: the CSP browser test
+        # names its hash).
+        "style-src": ["'self'", *PLOTLY_STYLE_HASHES],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
 }
 
 LOGGING = {
@@ -224,5 +315,5 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpcore", "pgserver")},
+    "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpcore", "pgserver", "axes")},
 }

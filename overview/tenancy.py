@@ -1,6 +1,8 @@
 """One tenancy scope for pages and API: an operator reaches only the workspaces they belong to; members
-read a workspace, its owners change it; creating a workspace makes its creator the owner."""
+read a workspace, its owners change it; creating a workspace makes its creator the owner. Who may create
+one at all is a deployment's choice (ALLOW_WORKSPACE_CREATION; staff always may)."""
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Model, QuerySet
@@ -11,6 +13,10 @@ from django.utils.text import slugify
 from delivery.models import Mapping, Membership, Workspace
 
 OWNERS_ONLY = "Only the workspace's owners can change its configuration; you can read it."
+CREATION_CLOSED = (
+    "Only staff can create workspaces on this site (ALLOW_WORKSPACE_CREATION is off): "
+    "ask an administrator to create one and add you to it."
+)
 
 
 def workspaces_for(user) -> QuerySet[Workspace]:
@@ -66,9 +72,15 @@ def unique_slug(name: str) -> str:
     return slug
 
 
+def may_create_workspace(user) -> bool:
+    return user.is_staff or user.is_superuser or settings.ALLOW_WORKSPACE_CREATION
+
+
 @transaction.atomic
 def create_workspace(name: str, owner) -> Workspace:
-    """A new workspace with its creator as owner."""
+    """A new workspace with its creator as owner; refused (403) to accounts the site's policy excludes."""
+    if not may_create_workspace(owner):
+        raise PermissionDenied(CREATION_CLOSED)
     workspace = Workspace.objects.create(name=name, slug=unique_slug(name))
     Membership.objects.create(user=owner, workspace=workspace, role=Membership.Role.OWNER)
     return workspace

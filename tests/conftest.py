@@ -39,6 +39,21 @@ def pytest_configure(config: pytest.Config) -> None:
     prefix = {"global_keyprefix": f"test-{RUN_ID}:"}
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = prefix
     app.conf.broker_transport_options = prefix
+    # The cache (rate limits, login lockouts) lives in that Redis too: this run's keys get a prefix.
+    settings.CACHES["default"]["KEY_PREFIX"] = f"test-cache-{RUN_ID}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Each test starts with no rate-limit counts or lockouts: this run's cache keys are deleted after it
+    (never cache.clear(), which would empty the broker's database for every run sharing it)."""
+    yield
+    from django.core.cache import cache
+
+    client = cache._cache.get_client(write=True)
+    keys = list(client.scan_iter(match=f"test-cache-{RUN_ID}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

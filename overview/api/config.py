@@ -1,22 +1,25 @@
 """/api/v1/ configuration endpoints: workspaces, sources, destinations and their mappings, alert rules,
 incidents, and a token for scripts. Every viewset is scoped to the caller's workspaces (permissions.py)."""
 
+from django.core.exceptions import PermissionDenied as NotAllowed
 from django.db.models import QuerySet
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
-from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import ValidationError
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
 
 from delivery.models import Destination, Mapping, Source, Workspace
 from overview import alerts, tenancy
-from overview.api import serializers
+from overview.api import serializers, tokens
 from overview.api.parsers import JSONParser
 from overview.api.permissions import WorkspaceScopedMixin
+from overview.api.throttles import TokenThrottle
 from overview.models import AlertRule, Incident
 
 WRITE_METHODS = ["get", "post", "patch", "delete", "head", "options"]
@@ -30,7 +33,11 @@ class WorkspaceViewSet(WorkspaceScopedMixin, mixins.CreateModelMixin, viewsets.R
     lookup_value_regex = r"\d+"
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = tenancy.create_workspace(serializer.validated_data["name"], self.request.user)
+        try:
+            workspace = tenancy.create_workspace(serializer.validated_data["name"], self.request.user)
+        except NotAllowed as refused:
+            raise PermissionDenied(str(refused)) from refused  # DRF would answer with its generic text
+        serializer.instance = workspace
 
 
 class ConfigViewSet(WorkspaceScopedMixin, viewsets.ModelViewSet):
@@ -141,15 +148,20 @@ class IncidentViewSet(WorkspaceScopedMixin, viewsets.ReadOnlyModelViewSet):
         return incidents.filter(**wanted)
 
 
-class TokenThrottle(AnonRateThrottle):
-    rate = "30/minute"
+class TokenView(APIView):
+    """A new API token for a user name and password; it replaces your previous one. The key is in this
+    answer only (we keep just its hash), as on the UI's API token page."""
 
-
-class TokenView(ObtainAuthToken):
-    """Your API token for a user name and password (the same token the UI's API tokens page shows)."""
-
+    authentication_classes: list = []
+    permission_classes: list = []
     throttle_classes = [TokenThrottle]
     parser_classes = [FormParser, MultiPartParser, JSONParser]
+    serializer_class = AuthTokenSerializer
+
+    def post(self, request) -> Response:
+        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        return Response({"token": tokens.issue(serializer.validated_data["user"])})
 
 
 router = DefaultRouter()

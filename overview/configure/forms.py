@@ -100,6 +100,16 @@ class SourceForm(ConfigForm):
         return {name: getattr(source, name) for name in cls.base_fields}
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A text area that never renders a value: not the stored secret, and not the one just typed when the
+    form comes back with an error (the page, its cache or a screenshot would show it)."""
+
+    def format_value(self, value) -> None:
+        return None
+
+
+CREDENTIALS_RETYPE = "Credentials are never shown back: enter them again before you save."
+
 CREDENTIALS_HELP = (
     "Write-only: never shown again. Leave blank to keep the current credentials. "
     'Webhook: {"headers": {"Authorization": "Bearer …"}}. Customer.io: {"site_id": "…", "api_key": "…"}.'
@@ -117,7 +127,7 @@ class DestinationForm(ConfigForm):
     batch_size = forms.IntegerField(initial=100, help_text="Events per request, 1 to 1000.")
     max_retries = forms.IntegerField(initial=6, help_text="Retries of a retryable failure before it fails.")
     credentials = JSONObjectField(
-        help_text=CREDENTIALS_HELP, widget=forms.Textarea(attrs={**JSON_WIDGET, "rows": 3})
+        help_text=CREDENTIALS_HELP, widget=WriteOnlyTextarea(attrs={**JSON_WIDGET, "rows": 3})
     )
     settings = JSONObjectField(empty={}, help_text='Settings that are not secret, e.g. {"region": "EU"}.')
     filters = JSONObjectField(
@@ -139,6 +149,11 @@ class DestinationForm(ConfigForm):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
         self.fields["sources"].choices = [(str(s.id), s.name) for s in workspace.sources.order_by("name")]
+
+    def credentials_to_retype(self) -> str:
+        """The note for a form shown again after an error when credentials had been typed into it."""
+        typed = self.is_bound and str(self.data.get(self.add_prefix("credentials"), "")).strip()
+        return CREDENTIALS_RETYPE if typed and self.errors else ""
 
     @staticmethod
     def initial_for(destination) -> dict:

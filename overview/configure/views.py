@@ -6,10 +6,10 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
-from rest_framework.authtoken.models import Token
 
 from delivery.models import Destination, Mapping, Source
 from overview import tenancy
+from overview.api import tokens
 from overview.configuration import destinations, mappings, sources
 from overview.configure.forms import DestinationForm, MappingForm, SourceForm, trigger_text
 from overview.configure.pages import read_only, save_form
@@ -217,13 +217,12 @@ def api_token(request: HttpRequest) -> HttpResponse:
     and revoked here."""
     new_key = ""
     if request.method == "POST":
-        Token.objects.filter(user=request.user).delete()
         if request.POST.get("action") == "create":
-            new_key = Token.objects.create(user=request.user).key
+            new_key = tokens.issue(request.user)
         else:
+            tokens.revoke(request.user)
             messages.success(request, "Token revoked: scripts using it are refused from now on.")
             return redirect("configure:api_token")
-    token = Token.objects.filter(user=request.user).first()
     host = request.build_absolute_uri("/").rstrip("/")
-    context = {"token": token, "new_key": new_key, "host": host}
+    context = {"token": tokens.token_of(request.user), "new_key": new_key, "host": host}
     return render_page(request, "configure/api_token.html", context)

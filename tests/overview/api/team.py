@@ -3,19 +3,22 @@ outsider to Acme, each with a source and a destination; clients authenticated by
 
 from dataclasses import dataclass
 
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from delivery.models import Destination, Mapping, Source, Workspace
+from overview.api import tokens
 from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
 
 PUBLIC_URL = "https://hooks.example.com/collect"  # does not resolve here: not refused as private
 
 
 def client_for(user) -> APIClient:
+    """A client with the user's token; the key is issued once per user object (only its hash is stored,
+    so a second client of the same user reuses the key rather than replacing it)."""
+    if not hasattr(user, "test_api_key"):
+        user.test_api_key = tokens.issue(user)
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user.test_api_key}")
     return client
 
 

@@ -4,11 +4,11 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from delivery.recording import Tally, Where
 from delivery.steps import Step
+from overview.api import tokens
 from tests.factories import make_destination, make_source, make_user, make_workspace
 from tests.overview.story import make_story, record
 
@@ -23,8 +23,7 @@ def story(db):
 @pytest.fixture
 def api(story) -> APIClient:
     client = APIClient()
-    token = Token.objects.create(user=story.user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {tokens.issue(story.user)}")
     return client
 
 

@@ -9,10 +9,10 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 
+from overview.api import tokens
 from overview.models import AlertRule
 from tests.factories import make_destination, make_mapping, make_source, make_user, make_workspace
 
@@ -79,7 +79,7 @@ def fuzz_target(live_server, settings) -> dict:
         workspace=workspace, kind="delivery_rate", destination=destination, threshold=90, channels=["in_app"]
     )
     return {
-        "headers": {"Authorization": f"Token {Token.objects.create(user=owner).key}"},
+        "headers": {"Authorization": f"Token {tokens.issue(owner)}"},
         "ids": {
             "sources": source.id,
             "destinations": destination.id,
