@@ -46,8 +46,9 @@ def ensure_chromium() -> None:
     if shutil.which("apt-get") and os.geteuid() == 0:
         print("Installing Chromium for the browser tests (apt-get) …", flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+        wait = ["-o", "DPkg::Lock::Timeout=600"]  # another install may hold the lock for a while
+        subprocess.run(["apt-get", *wait, "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", *wait, "install", "-y", "-qq", "chromium"], check=True, env=env)
         return
     sys.exit(f"The browser tests need Chromium at {CHROMIUM} (set CHROMIUM_PATH to another binary).")
 
