@@ -26,3 +26,16 @@ graceful_timeout = 10
 # The asgi worker speaks ASGI's lifespan protocol; Django does not, so do not ask.
 asgi_lifespan = "off"
 accesslog = None
+
+
+def on_starting(server) -> None:
+    """Collect the static files (hashed names, gzip copies: see STORAGES in overview/settings.py) into
+    STATIC_ROOT before the workers load the app, so a fresh checkout serves them with no extra step."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "overview.settings")
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+
+    django.setup()
+    if settings.STATIC_HASHED:
+        call_command("collectstatic", interactive=False, verbosity=0)

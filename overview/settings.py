@@ -5,7 +5,6 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
-import plotly
 
 from devtools import embedded
 
@@ -140,9 +139,21 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "staticfiles"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise expects it, even when serving from finders
-# plotly.js comes from the plotly wheel itself, so the page never loads it from the internet.
-STATICFILES_DIRS = [BASE_DIR / "static", ("vendor/plotly", Path(plotly.__file__).parent / "package_data")]
-WHITENOISE_USE_FINDERS = True  # serve static files without collectstatic in the demo
+# Everything the pages load is here (plotly.js too: static/vendor/plotly), so no page reaches out.
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Static files are served by WhiteNoise from STATIC_ROOT, filled by collectstatic (gunicorn.conf.py runs it
+# at every start): names carry a hash of the content, so they are cached for a year, and each comes
+# gzip-compressed too. STATIC_HASHED=0 serves the files as they are, from the source tree (tests do).
+STATIC_HASHED = env_bool("STATIC_HASHED", default=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_HASHED
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not STATIC_HASHED
 
 # Email for alerts. Without EMAIL_HOST, messages are written as files under DATA_DIR/mail.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
@@ -287,16 +298,13 @@ ALLOW_WORKSPACE_CREATION = env_bool("ALLOW_WORKSPACE_CREATION")
 # The ReDoc page alone adds 'unsafe-inline' styles (its components inject <style>): overview/api/schema.py.
 PLOTLY_STYLE_HASHES = [
     "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # "": plotly.js-style-global
-    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # MapLibre's stylesheet in plotly.js 4.1
 ]
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         # Plotly adds its rules through an empty <style> element (the hash of ""), whose sheet it then
-        # fills by CSSOM, which the policy allows; and its bundle inlines MapLibre's CSS, by hash (plotly.js
-        # 4.1; maps are not drawn here, so another version only logs a violation: the CSP browser test
-        # names its hash).
+        # fills by CSSOM, which the policy allows (the basic bundle has no maps, so no MapLibre CSS).
         "style-src": ["'self'", *PLOTLY_STYLE_HASHES],
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'", "data:"],

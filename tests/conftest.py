@@ -41,6 +41,14 @@ def pytest_configure(config: pytest.Config) -> None:
     app.conf.broker_transport_options = prefix
     # The cache (rate limits, login lockouts) lives in that Redis too: this run's keys get a prefix.
     settings.CACHES["default"]["KEY_PREFIX"] = f"test-cache-{RUN_ID}"
+    # In-process pages link the static files as they are, served from the source tree (the live server
+    # serves no hashed names); servers the tests start collect and hash them as production does
+    # (tests/overview/pages/test_static_files.py checks that path).
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.WHITENOISE_USE_FINDERS = True
 
 
 @pytest.fixture(autouse=True)

@@ -34,6 +34,10 @@ def delivery_rate(delivered: int, failed: int) -> float | None:
     return percent_of(delivered, delivered + failed)
 
 
+# Changes smaller than this (in % or percentage points) read "no change": they round to 0.0.
+NO_CHANGE = 0.05
+
+
 @dataclass(frozen=True)
 class Figure:
     """A count in the window against the previous window of the same length."""
@@ -43,18 +47,27 @@ class Figure:
     percent: float | None  # of received in the window
     change: float | None  # % change, or percentage points for discard steps (see `change_unit`)
     change_unit: str  # "%" or "pp"
+    share_change: float | None = None  # change of `percent`, in percentage points, for every step
 
     @property
     def delta(self) -> int:
         return self.count - self.previous_count
 
+    @property
+    def direction(self) -> int:
+        """+1 or -1 as the change shown (`change`, in its unit) rose or fell; 0 below NO_CHANGE."""
+        if self.change is None or abs(self.change) < NO_CHANGE:
+            return 0
+        return 1 if self.change > 0 else -1
+
 
 def figure(step: Step, count: int, previous: int, received: int, previous_received: int) -> Figure:
+    shares = share_change(count, received, previous, previous_received)
     if step in DISCARD_STEPS:
-        change, unit = share_change(count, received, previous, previous_received), "pp"
+        change, unit = shares, "pp"
     else:
         change, unit = count_change(count, previous), "%"
-    return Figure(count, previous, percent_of(count, received), change, unit)
+    return Figure(count, previous, percent_of(count, received), change, unit, shares)
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,17 @@ class Pipeline:
 
     def step(self, step: Step | str) -> StepFigure:
         return next(s for s in self.steps if s.step == step)
+
+    @property
+    def most_changed(self) -> Step | None:
+        """The step whose share of received moved most against the previous window (the one to look at
+        first), if any moved by NO_CHANGE points or more."""
+        moved = [
+            (abs(s.share_change), s.step)
+            for s in self.steps
+            if s.step != Step.RECEIVED and s.share_change is not None and abs(s.share_change) >= NO_CHANGE
+        ]
+        return max(moved, key=lambda pair: pair[0])[1] if moved else None
 
     @property
     def received(self) -> int:

@@ -58,7 +58,11 @@ class Change:
 def change(step: Step | str, fig: Figure, metric: str) -> Change:
     """The change against the previous window, as the metric toggle asks: % / points, or a count."""
     step = Step(step)
-    direction = (fig.count > fig.previous_count) - (fig.count < fig.previous_count)
+    # The colour follows the figure shown: the count's change under "Count", else the % or the points.
+    if metric == "count":
+        direction = (fig.count > fig.previous_count) - (fig.count < fig.previous_count)
+    else:
+        direction = fig.direction
     tone = "neutral"
     if direction and step in GOOD_WHEN_UP:
         tone = "good" if direction > 0 else "bad"
@@ -72,7 +76,9 @@ def change(step: Step | str, fig: Figure, metric: str) -> Change:
     if fig.change is None:
         text = "new" if fig.count and not fig.previous_count else "—"
         return Change(text, "neutral", previous)
-    arrow = "▲" if fig.change > 0 else "▼" if fig.change < 0 else ""
+    if not direction:
+        return Change("no change", "neutral", previous)
+    arrow = "▲" if direction > 0 else "▼"
     if fig.change_unit == "pp":
         points = f"{one_decimal(abs(fig.change))} pp"
         return Change(f"{arrow} {points}".strip(), tone, f"change in share of received; {previous}")
@@ -90,15 +96,20 @@ class StepCard:
     selected: bool
     discard: bool
     clickable: bool
+    highlight: bool = False  # the step whose share moved most: where to look first
 
 
-def step_card(fig: StepFigure, metric: str, url: str, selected: bool, clickable: bool) -> StepCard:
+def step_card(
+    fig: StepFigure, metric: str, url: str, selected: bool, clickable: bool, highlight: bool = False
+) -> StepCard:
     if metric == "count":
         value, detail = number(fig.count), f"{percent(fig.percent)} of received"
     else:
         value, detail = percent(fig.percent), f"{number(fig.count)} events"
     tone = change(fig.step, fig, metric)
-    return StepCard(fig.step, fig.label, value, detail, tone, url, selected, fig.is_discard, clickable)
+    return StepCard(
+        fig.step, fig.label, value, detail, tone, url, selected, fig.is_discard, clickable, highlight
+    )
 
 
 def row_value(fig: Figure, metric: str) -> str:

@@ -144,6 +144,7 @@ def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[s
             state.query(step="" if state.step == fig.step else str(fig.step)),
             selected=state.step == fig.step,
             clickable=True,
+            highlight=pipeline.most_changed == fig.step,
         )
         for fig in pipeline.steps
     }

@@ -99,7 +99,7 @@ def test_overview_shows_each_step_with_share_and_change(operator, story):
     assert "step--discard" in re.search(r'class="[^"]*" data-step="failed_delivery"', html).group(0)
     assert "step--pass" in re.search(r'class="[^"]*" data-step="delivered"', html).group(0)
     assert "ends 5 minutes before now" in text(html)
-    assert 'id="chart-data"' in html and "vendor/plotly/plotly.min.js" in html
+    assert 'id="chart-data"' in html and "vendor/plotly/plotly-basic.min.js" in html
 
 
 def test_counts_and_a_mapping_are_in_the_url(operator, story):
