@@ -120,28 +120,30 @@ def test_a_destination_that_starts_failing_opens_one_incident_and_recovering_res
     assert list(incident.events.values_list("kind", flat=True)) == ["opened", "recovering", "resolved"]
 
     assert [m.subject for m in mailoutbox] == [
-        "Alert: Warehouse successful delivery rate 50.0% (alert below 80%)",
-        "Resolved: Warehouse successful delivery rate 83.3% (alert below 80%)",
+        "Alert: Warehouse delivery success rate 50.0% (alert below 80%)",
+        "Resolved: Warehouse delivery success rate 83.3% (alert below 80%)",
     ]
     assert mailoutbox[0].to == ["oncall@acme.test"]
-    assert "Breached: 50.0% successful (20 delivered, 20 failed) in the last 24 hours; alert below 80%." in (
-        mailoutbox[0].body
+    assert (
+        "Breached: 50.0% delivery success rate (20 delivered, 20 failed, 0 pending retry)"
+        " in the last 24 hours; alert below 80%." in (mailoutbox[0].body)
     )
-    assert "Resolved: 83.3% successful (100 delivered, 20 failed) in the last 24 hours; alert below 80%." in (
-        mailoutbox[1].body
+    assert (
+        "Resolved: 83.3% delivery success rate (100 delivered, 20 failed, 0 pending retry)"
+        " in the last 24 hours; alert below 80%." in (mailoutbox[1].body)
     )
     link = f"https://overview.acme.test/w/{workspace.slug}/destinations/{warehouse.id}/?start="
     assert all(link in m.body for m in mailoutbox)
 
     posted = [request.json["text"] for request, _ in httpserver.log]
     assert len(posted) == 2
-    assert posted[0].startswith("*Alert: Warehouse successful delivery rate 50.0% (alert below 80%)*\n")
-    assert posted[1].startswith("*Resolved: Warehouse successful delivery rate 83.3% (alert below 80%)*\n")
+    assert posted[0].startswith("*Alert: Warehouse delivery success rate 50.0% (alert below 80%)*\n")
+    assert posted[1].startswith("*Resolved: Warehouse delivery success rate 83.3% (alert below 80%)*\n")
     assert all(link in text and "|Open the overview>" in text for text in posted)
 
     assert list(Notification.objects.values_list("title", flat=True).order_by("id")) == [
-        "Alert: Warehouse successful delivery rate 50.0% (alert below 80%)",
-        "Resolved: Warehouse successful delivery rate 83.3% (alert below 80%)",
+        "Alert: Warehouse delivery success rate 50.0% (alert below 80%)",
+        "Resolved: Warehouse delivery success rate 83.3% (alert below 80%)",
     ]
     assert ChannelDelivery.objects.filter(status="sent").count() == 6
 
