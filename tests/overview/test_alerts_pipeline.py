@@ -157,8 +157,9 @@ def test_a_failed_notification_is_retried_by_the_worker_and_its_failure_kept(cel
     warehouse = make_destination(workspace, "http://127.0.0.1:9/hook", name="Warehouse", sources=[web])
     mapping = make_mapping(warehouse, "Everything")
     tally = Tally()
-    where = Where(workspace.id, web.id, warehouse.id, mapping.id, "track", "Order Completed")
-    tally.add(timezone.now() - dt.timedelta(hours=1), where, Step.FAILED_DELIVERY, "400", 5)
+    for mapping_id in (mapping.id, None):  # the mapping's pairs and the events as a whole
+        where = Where(workspace.id, web.id, warehouse.id, mapping_id, "track", "Order Completed")
+        tally.add(timezone.now() - dt.timedelta(hours=1), where, Step.FAILED_DELIVERY, "400", 5)
     tally.write()
     rule = AlertRule(
         workspace=workspace, kind="delivery_rate", destination=warehouse, threshold=90, channels=["slack"]

@@ -22,13 +22,14 @@ def test_an_incident_page_shows_the_timeline_and_every_notification(acme, client
     rule.slack_webhook_url = "http://127.0.0.1:9/slack"  # nothing listens there
     rule.save()
     tally = Tally()
-    tally.add(
-        timezone.now() - dt.timedelta(hours=1),
-        Where(acme["workspace"].id, web.id, hook.id, mapping.id),
-        Step.FAILED_DELIVERY,
-        "400",
-        4,
-    )
+    for mapping_id in (mapping.id, None):  # the mapping's pairs and the events as a whole
+        tally.add(
+            timezone.now() - dt.timedelta(hours=1),
+            Where(acme["workspace"].id, web.id, hook.id, mapping_id),
+            Step.FAILED_DELIVERY,
+            "400",
+            4,
+        )
     tally.write()
     evaluation = alerts.evaluate_rule(rule.id)
     for delivery_id in evaluation.delivery_ids:

@@ -169,6 +169,8 @@ def test_the_page_lags_five_minutes_and_the_api_does_not(operator, story):
         "previous_count": 0,
         "percent": 100.0,
         "change": None,
+        "deliveries": None,
+        "deliveries_mappings": 0,
     }
 
 
