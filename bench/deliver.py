@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -229,6 +230,7 @@ def feed(source, destination, mapping, start: int, n: int) -> None:
         )
         tally.add(now, Where(source.workspace_id, source.id), Step.RECEIVED, n=n)
         tally.add(now, where, Step.QUEUED, n=n)
+        tally.add(now, replace(where, mapping_id=None), Step.QUEUED, n=n)  # the events as a whole (fanout 1)
         tally.write()
 
 

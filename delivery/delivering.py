@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 from django.db import transaction
 
-from delivery import http, idempotency, outbox, retries
+from delivery import fanout, http, idempotency, outbox, retries
 from delivery.destinations import Adapter, InvalidSettings, adapter_for
 from delivery.multistatus import PreparedBatch, transport_error
 from delivery.outbox import Claim, Claimed
 from delivery.reasons import Reason
-from delivery.recording import SampleBatch, Tally
+from delivery.recording import SampleBatch, Tally, Where
 from delivery.results import Error, ErrorType, Result
 from delivery.steps import Step
 
@@ -146,8 +146,11 @@ def record(
         [d.next_attempt_at for d in dispositions],
     )
     with transaction.atomic():
+        shared = [(o.received_at, o.event_id) for o in outcomes if o.fanout > 1]
+        siblings = outbox.lock_siblings(outcomes[0].where.destination_id, shared) if shared else {}
         recorded = outbox.settle(claim_, columns)
         tally, samples = Tally(), SampleBatch()
+        whole = _WholeEvent(tally, siblings)
         counts = {Step.DELIVERED: 0, Step.FAILED_DELIVERY: 0, Step.PENDING_RETRY: 0}
         retry_at: dt.datetime | None = None
         for outcome, result, d in zip(outcomes, results, dispositions, strict=True):
@@ -156,12 +159,9 @@ def record(
             counts[d.step] += 1
             if d.next_attempt_at is not None and (retry_at is None or d.next_attempt_at < retry_at):
                 retry_at = d.next_attempt_at
-            tally.move(
-                outcome.received_at,
-                outcome.where,
-                (Step(outcome.step), outcome.reason_code),
-                (d.step, d.reason_code),
-            )
+            old, new = (Step(outcome.step), outcome.reason_code), (d.step, d.reason_code)
+            tally.move(outcome.received_at, outcome.where, old, new)
+            whole.move(outcome, old, new)
             if not samples.wants(now, outcome.where, d.step, d.reason_code):
                 continue
             samples.add(
@@ -177,6 +177,7 @@ def record(
                 body=result.body,
                 response=result.response,
             )
+        whole.settle()
         tally.write()
         samples.write()
     if len(recorded) < len(outcomes):
@@ -194,6 +195,43 @@ def record(
         whole_batch_retry=whole_batch_retry,
         retry_at=retry_at,
     )
+
+
+class _WholeEvent:
+    """Moves the rollup row with mapping NULL — the event at the destination as a whole, whose step is
+    `fanout.aggregate` of its mappings' — along with a batch's moves. An event that reached one mapping
+    moves exactly as that mapping's row does (no query); one that reached several is recomputed from
+    its mappings' states, locked before the batch settled (`outbox.lock_siblings`), with this batch's
+    changes applied."""
+
+    def __init__(self, tally: Tally, siblings: outbox.Siblings) -> None:
+        self.tally = tally
+        self.siblings = siblings
+        self.changes: dict[tuple[dt.datetime, int], tuple[Claimed, tuple[Step, str]]] = {}
+        self._wheres: dict[Where, Where] = {}
+
+    def where(self, outcome: Claimed) -> Where:
+        if (found := self._wheres.get(outcome.where)) is None:
+            found = self._wheres[outcome.where] = replace(outcome.where, mapping_id=None)
+        return found
+
+    def move(self, outcome: Claimed, old: tuple[Step, str], new: tuple[Step, str]) -> None:
+        if outcome.fanout <= 1:
+            self.tally.move(outcome.received_at, self.where(outcome), old, new)
+        else:
+            self.changes[(outcome.received_at, outcome.event_id)] = (outcome, new)
+
+    def settle(self) -> None:
+        for key, (outcome, new) in self.changes.items():
+            states = self.siblings.get(key)
+            if not states:
+                continue
+            mapping_id = outcome.where.mapping_id
+            before = fanout.aggregate(states)
+            after = fanout.aggregate(
+                [(m, *new) if m == mapping_id else (m, step, reason) for m, step, reason in states]
+            )
+            self.tally.move(outcome.received_at, self.where(outcome), before, after)
 
 
 # --- one batch, start to end ------------------------------------------------------------------------

@@ -154,6 +154,7 @@ class Outcome(models.Model):
     error_type = models.TextField(default="")
     error_message = models.TextField(default="")
     updated_at = models.DateTimeField()
+    fanout = models.SmallIntegerField(default=1)  # mappings of the destination the event reached
 
     class Meta:
         managed = False

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from delivery import http, jsontext
 from delivery.recording import Where
 from delivery.sql import copy_rows
-from delivery.steps import OPEN_STEPS
+from delivery.steps import OPEN_STEPS, Step
 
 # The outcome states with work to do, as SQL: "('queued', 'pending_retry')", the open index's predicate.
 OPEN = "(" + ", ".join(f"'{step}'" for step in OPEN_STEPS) + ")"
@@ -34,11 +34,11 @@ Pair = tuple[int, int]  # (destination id, mapping id)
 
 OUTCOME_COLUMNS = (
     "received_at", "event_id", "workspace_id", "source_id", "destination_id", "mapping_id", "event_type",
-    "event_name", "app_version", "step", "reason_code", "next_attempt_at", "updated_at",
+    "event_name", "app_version", "step", "reason_code", "next_attempt_at", "updated_at", "fanout",
 )  # fmt: skip
 OUTCOME_TYPES = (
     "timestamptz", "int8", "int8", "int8", "int8", "int8", "text", "text", "text", "text", "text",
-    "timestamptz", "timestamptz",
+    "timestamptz", "timestamptz", "int2",
 )  # fmt: skip
 
 
@@ -112,6 +112,7 @@ class Claimed:
     step: str
     reason_code: str
     attempts: int  # including this attempt
+    fanout: int = 1  # how many mappings of the destination the event reached (see delivery.fanout)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ WITH claimed AS (
     FROM unnest(%s::timestamptz[], %s::bigint[]) AS due(received_at, id)
     WHERE o.received_at = due.received_at AND o.id = due.id AND o.received_at >= %s AND o.received_at <= %s
     RETURNING o.id, o.received_at, o.event_id, o.workspace_id, o.source_id, o.event_type, o.event_name,
-        o.app_version, o.step, o.reason_code, o.attempts, o.claimed_until
+        o.app_version, o.step, o.reason_code, o.attempts, o.claimed_until, o.fanout
 )
 SELECT c.*, e.message_id, e.payload
 FROM claimed c
@@ -184,12 +185,13 @@ def claim(destination_id: int, mapping_id: int, limit: int, lease: float | None 
             step=row[8],
             reason_code=row[9],
             attempts=row[10],
+            fanout=row[12],
         )
         for row in rows
     ]
     # Django's psycopg setup hands jsonb over as text. An event row can only be missing if its partition
     # was dropped while its outcome's was not (retention).
-    events = {row[2]: (row[12], jsontext.loads(row[13])) for row in rows if row[13] is not None}
+    events = {row[2]: (row[13], jsontext.loads(row[14])) for row in rows if row[14] is not None}
     return Claim(lease=rows[0][11], outcomes=outcomes, events=events)
 
 
@@ -223,3 +225,37 @@ def settle(claim_: Claim, columns: Sequence[list]) -> set[int]:
         cursor.execute("SET LOCAL synchronous_commit TO off")
         cursor.execute(_SETTLE, [*columns, min(times), max(times), claim_.lease])
         return {row[0] for row in cursor.fetchall()}
+
+
+# --- delivery: the event at the destination as a whole (see delivery.fanout) --------------------------
+
+# Every mapping the events reached at the destination, locked in the unique index's order
+# (delivery_outcome_once serves the lookup): two workers settling mappings of the same events lock
+# them in the same order, so they queue behind each other and never deadlock, and the second reads
+# the first's settled states.
+_SIBLINGS = f"""
+SELECT o.received_at, o.event_id, o.mapping_id, o.step, o.reason_code
+FROM delivery_outcome o
+JOIN unnest(%s::timestamptz[], %s::bigint[]) AS e(received_at, event_id)
+    ON o.received_at = e.received_at AND o.event_id = e.event_id
+WHERE o.destination_id = %s AND o.mapping_id IS NOT NULL AND o.step <> '{Step.FILTERED_AT_DESTINATION}'
+  AND o.received_at >= %s AND o.received_at <= %s
+ORDER BY o.received_at, o.event_id, o.destination_id, o.mapping_id
+FOR UPDATE OF o
+"""
+
+Siblings = dict[tuple[dt.datetime, int], list[tuple[int, str, str]]]
+
+
+def lock_siblings(destination_id: int, events: Sequence[tuple[dt.datetime, int]]) -> Siblings:
+    """(received_at, event id) -> (mapping id, step, reason code) of every mapping each of these events
+    reached at this destination, locked until the caller's transaction ends (one statement a batch)."""
+    if not events:
+        return {}
+    times, ids = [e[0] for e in events], [e[1] for e in events]
+    found: Siblings = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_SIBLINGS, [times, ids, destination_id, min(times), max(times)])
+        for received_at, event_id, mapping_id, step, reason_code in cursor.fetchall():
+            found.setdefault((received_at, event_id), []).append((mapping_id, step, reason_code))
+    return found

@@ -14,7 +14,11 @@ mapping M of D:
 - else FILTERED_AT_MAPPING when M's trigger does not match, MAPPING_DISABLED when it matches but M is
   disabled; else queued.
 - When the event was queued for no mapping of D, one more row with mapping NULL carries D's reason,
-  or NO_MATCHING_MAPPING (the "all mappings" view counts filtered at destination from those rows).
+  or NO_MATCHING_MAPPING.
+- When it was queued for one or more, each of its rows carries that number (`fanout`), and the rollups
+  count it once more with mapping NULL, awaiting delivery: the event at D as a whole, whose step
+  delivery moves by `delivery.fanout`'s rule. So the "all mappings" view reads every destination step
+  from the rows with mapping NULL, each event once.
 """
 
 import datetime as dt
@@ -351,12 +355,17 @@ def _route(
                 )
             continue
         for destination in routed_source.destinations:
-            for decision in decide(destination, message):
+            decisions = decide(destination, message)
+            fanout = sum(decision.step == QUEUED for decision in decisions)
+            if fanout:
+                # The event at this destination as a whole (see delivery.fanout): awaiting delivery.
+                tally.add(event.received_at, where(event, destination.id, None), Step.QUEUED)
+            for decision in decisions:
                 queued = decision.step == QUEUED
                 rows.append(
                     (event.received_at, event.id, event.workspace_id, event.source_id, destination.id,
                      decision.mapping_id, event.type, event.name, event.app_version, decision.step,
-                     decision.reason, now if queued else None, now)
+                     decision.reason, now if queued else None, now, max(fanout, 1))
                 )  # fmt: skip
                 at = where(event, destination.id, decision.mapping_id)
                 tally.add(event.received_at, at, decision.step, decision.reason)

@@ -2,8 +2,10 @@
 incident when it breaches, resolve it when it has recovered, and queue a notification per channel.
 
 The two figures:
-- Successful delivery rate of a destination = delivered / (delivered + failed delivery) over the last
-  24 hours, all mappings (events still pending a retry are not counted yet). Breached below the threshold.
+- Delivery success rate of a destination = delivered / (delivered + failed delivery) over the last
+  24 hours, each event counted once across its mappings (delivery.fanout's rule); events still pending
+  a retry are not counted yet, and the text says how many. Breached below the threshold. (Not the
+  overview's delivered share of received.)
 - Volume of a source = events received in the last 60 minutes, against its usual level: the mean of the
   same 60 minutes on each of the previous 7 days since the source was created. Breached when it is more
   than the threshold % above or below. (The current minute is still filling, so the figure reads up to
@@ -62,19 +64,23 @@ class Evaluation:
     delivery_ids: tuple[int, ...] = ()  # notifications to send (opened or resolved)
 
 
-def _rate_text(rate: float | None, delivered: int, failed: int) -> str:
+def _rate_text(rate: float | None, delivered: int, failed: int, pending: int) -> str:
+    waiting = f"{pending:,} pending retry"
     if rate is None:
-        return "no deliveries finished in the last 24 hours"
-    return f"{rate:.1f}% successful ({delivered:,} delivered, {failed:,} failed) in the last 24 hours"
+        return f"no deliveries finished in the last 24 hours ({waiting})"
+    return (
+        f"{rate:.1f}% delivery success rate ({delivered:,} delivered, {failed:,} failed, {waiting})"
+        " in the last 24 hours"
+    )
 
 
 def measure_delivery_rate(rule: AlertRule, now: dt.datetime) -> Measurement:
     window = windows.preset(RATE_RANGE, now)
-    scope = Scope((), (rule.destination_id,), None, (Step.FAILED_DELIVERY, Step.DELIVERED))
-    figures = pipeline(scope, window)
+    steps = (Step.PENDING_RETRY, Step.FAILED_DELIVERY, Step.DELIVERED)
+    figures = pipeline(Scope((), (rule.destination_id,), None, steps), window)
     delivered, failed = figures.step(Step.DELIVERED).count, figures.step(Step.FAILED_DELIVERY).count
     rate = delivery_rate(delivered, failed)
-    text = _rate_text(rate, delivered, failed)
+    text = _rate_text(rate, delivered, failed, figures.step(Step.PENDING_RETRY).count)
     volume = delivered + failed
     if rate is None or volume < rule.min_volume:
         if rate is not None:

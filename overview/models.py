@@ -1,4 +1,4 @@
-"""Alerting: rules on a destination's successful-delivery rate or a source's volume, the incidents they
+"""Alerting: rules on a destination's delivery success rate or a source's volume, the incidents they
 open, each incident's timeline, and every notification sent (or failed) about it.
 
 The rules' evaluation lives in `overview/alerts.py`, the channels in `overview/notify.py`.
@@ -33,7 +33,7 @@ def threshold_text(kind: str, threshold: float) -> str:
 
 class AlertRule(models.Model):
     class Kind(models.TextChoices):
-        DELIVERY_RATE = "delivery_rate", "Successful delivery rate"
+        DELIVERY_RATE = "delivery_rate", "Delivery success rate"
         SOURCE_VOLUME = "source_volume", "Source volume"
 
     class State(models.TextChoices):
@@ -92,7 +92,7 @@ class AlertRule(models.Model):
     @property
     def description(self) -> str:
         if self.kind == self.Kind.DELIVERY_RATE:
-            return f"Successful delivery rate of {self.destination} below {self.threshold:g}% over 24 hours"
+            return f"Delivery success rate of {self.destination} below {self.threshold:g}% over 24 hours"
         return f"Volume of {self.source} more than {self.threshold:g}% off its usual level"
 
     @property

@@ -87,7 +87,7 @@ def _short_figure(incident: Incident, value: float | None) -> str:
     if value is None:
         return "not measured"
     if incident.kind == AlertRule.Kind.DELIVERY_RATE:
-        return f"successful delivery rate {value:.1f}%"
+        return f"delivery success rate {value:.1f}%"
     return f"volume {abs(value):.1f}% {'above' if value >= 0 else 'below'} its usual level"
 
 

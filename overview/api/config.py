@@ -97,7 +97,7 @@ class MappingViewSet(WorkspaceScopedMixin, viewsets.ModelViewSet):
 
 
 class AlertRuleViewSet(ConfigViewSet):
-    """Alert rules on a destination's successful delivery rate or a source's volume."""
+    """Alert rules on a destination's delivery success rate or a source's volume."""
 
     scope_model = AlertRule
     serializer_class = serializers.AlertRuleSerializer

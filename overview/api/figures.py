@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from delivery.fanout import RULE as FANOUT_RULE
 from delivery.models import Destination, Source
 from delivery.steps import PIPELINE
 from overview import windows
@@ -44,12 +45,27 @@ class WindowSerializer(serializers.Serializer):
 
 class StepSerializer(serializers.Serializer):
     step = serializers.CharField()
-    count = serializers.IntegerField()
     previous_count = serializers.IntegerField()
-    percent = Rounded(help_text="Share of received events in the window, in %.")
+    count = serializers.IntegerField(
+        help_text="Events at this step in the window. Without a mapping, each event once: a destination "
+        "step counts the event at the destination as a whole — " + FANOUT_RULE
+    )
+    percent = Rounded(
+        help_text="Share of received events in the window, in % (for delivered: the delivered share of "
+        "received, not the delivery success rate)."
+    )
     change = Rounded(
         help_text="Against the previous window: % change of the count, or for discard steps the change "
         "in percentage points of the share of received events."
+    )
+    deliveries = serializers.IntegerField(
+        allow_null=True,
+        help_text="Without a mapping, for pending_retry, failed_delivery and delivered: the (event, mapping) "
+        "pairs at this step summed over the destination's mappings (an event reaching two mappings is "
+        "two deliveries); null otherwise.",
+    )
+    deliveries_mappings = serializers.IntegerField(
+        help_text="How many mappings have deliveries at this step (0 where deliveries is null)."
     )
 
 
@@ -58,6 +74,11 @@ class PipelineSerializer(serializers.Serializer):
     previous_window = WindowSerializer()
     steps = StepSerializer(many=True)
     pending_retry = serializers.IntegerField()
+    delivery_success_rate = Rounded(
+        help_text="Delivery success rate: delivered ÷ (delivered + failed delivery), in %, each event "
+        "once (events pending a retry are not in it); null for a source or when none ended. Not the "
+        "delivered step's percent, which is its share of received."
+    )
     awaiting_delivery = serializers.IntegerField(help_text="Routed to a mapping, first attempt not made yet.")
     duplicates = serializers.IntegerField(help_text="Repeated messageIds dropped at ingest.")
 

@@ -235,7 +235,8 @@ class AlertRuleSerializer(StrictModelSerializer):
         Source, required=False, allow_null=True, help_text="For source_volume rules: the source watched."
     )
     threshold = StrictFloatField(
-        help_text="delivery_rate: alert when the successful delivery rate over 24 hours is below this %. "
+        help_text="delivery_rate: alert when the delivery success rate (delivered ÷ (delivered + failed "
+        "delivery), each event once) over 24 hours is below this %. "
         "source_volume: alert when the last hour's volume is more than this % above or below its usual level."
     )
     min_volume = StrictIntegerField(

@@ -18,8 +18,10 @@ from overview.pages.navigation import render_page
 from overview.tenancy import require_owner, workspace_or_404
 
 RATE_DEFINITION = (
-    "Successful delivery rate = events delivered ÷ (delivered + failed delivery) over the last 24 hours, "
-    "all mappings; events still pending a retry are not counted until they end."
+    "Delivery success rate = events delivered ÷ (delivered + failed delivery) over the last 24 hours, "
+    "each event counted once across its mappings (failed if any mapping finally failed it); events still "
+    "pending a retry are not counted until they end, and are shown beside it. (Not the overview's "
+    '"delivered share of received", which divides by every event received.)'
 )
 VOLUME_DEFINITION = (
     "Volume = events received in the last hour. Its usual level is the mean of the same hour on each of "

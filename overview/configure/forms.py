@@ -271,7 +271,7 @@ class AlertRuleForm(ConfigForm):
         super().__init__(*args, **kwargs)
         threshold, min_volume = self.fields["threshold"], self.fields["min_volume"]
         if kind == "delivery_rate":
-            threshold.label, threshold.initial = "Alert when the successful delivery rate is below (%)", 99
+            threshold.label, threshold.initial = "Alert when the delivery success rate is below (%)", 99
             min_volume.help_text = (
                 "Fewer finished deliveries in 24 hours are not judged: a quiet destination pages no one."
             )

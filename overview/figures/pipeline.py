@@ -4,6 +4,7 @@ only from the bounded sample table, so a page costs the same at any volume."""
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 
 from delivery.catalogue import describe
 from delivery.models import Sample
@@ -21,6 +22,7 @@ from overview.figures.results import (
 )
 from overview.figures.rollup_query import (
     BY_EVENT,
+    BY_MAPPING,
     BY_REASON,
     BY_STEP,
     CURRENT,
@@ -33,6 +35,8 @@ from overview.figures.rollup_query import (
 )
 from overview.windows import MINUTE, Window
 
+# The steps an event reaches per mapping once routed to it: one delivery per (event, mapping) pair.
+DELIVERY_STEPS = (Step.PENDING_RETRY, Step.FAILED_DELIVERY, Step.DELIVERED)
 # Steps whose table lists reasons: the discard steps, and pending retry (why it is being retried).
 REASON_STEPS = frozenset(DISCARD_STEPS | {Step.PENDING_RETRY})
 SAMPLES_SHOWN = 10
@@ -41,11 +45,13 @@ SAMPLES_SHOWN = 10
 def _pipeline_from(scope: Scope, window: Window, summed: dict[tuple[int, str], int]) -> Pipeline:
     received = summed[(CURRENT, Step.RECEIVED)]
     previous_received = summed[(PREVIOUS, Step.RECEIVED)]
+    deliveries = _deliveries(scope, window)
     steps = []
     for step in scope.steps:
         now, before = summed[(CURRENT, step)], summed[(PREVIOUS, step)]
         base = figure(step, now, before, received, previous_received)
-        steps.append(StepFigure(**base.__dict__, step=step))
+        pairs, mappings = deliveries.get(step, (None, 0))
+        steps.append(StepFigure(**base.__dict__, step=step, deliveries=pairs, deliveries_mappings=mappings))
     return Pipeline(
         window,
         window.previous(),
@@ -54,6 +60,22 @@ def _pipeline_from(scope: Scope, window: Window, summed: dict[tuple[int, str], i
         awaiting_delivery=summed[(CURRENT, Step.QUEUED)],
         duplicates=summed[(CURRENT, Step.DUPLICATE)],
     )
+
+
+def _deliveries(scope: Scope, window: Window) -> dict[Step, tuple[int, int]]:
+    """Under all mappings: per delivery step, the (event, mapping) pairs summed over the mappings and
+    how many mappings have any — the "deliveries across N mappings" beside the events counted once."""
+    steps = [s for s in scope.steps if s in DELIVERY_STEPS]
+    if not (steps and scope.destination_ids) or scope.mapping_id is not None or scope.per_mapping:
+        return {}
+    pairs = replace(scope, per_mapping=True)
+    counts: dict[Step, dict[int, int]] = {step: {} for step in steps}
+    for _, _, mapping_id, step, count in sum_counts(pairs, [window], steps, BY_MAPPING):
+        counts[Step(step)][mapping_id] = counts[Step(step)].get(mapping_id, 0) + count
+    return {
+        step: (sum(by_mapping.values()), sum(1 for n in by_mapping.values() if n))
+        for step, by_mapping in counts.items()
+    }
 
 
 def _counted_steps(scope: Scope) -> list[Step]:

@@ -30,7 +30,8 @@ def share_change(count: int, received: int, previous: int, previous_received: in
 
 
 def delivery_rate(delivered: int, failed: int) -> float | None:
-    """Successful-delivery rate: delivered among the events whose delivery ended, in %."""
+    """Delivery success rate: delivered among the events whose delivery ended (delivered + failed
+    delivery), in %; events pending a retry are not in it. Not the delivered share of received."""
     return percent_of(delivered, delivered + failed)
 
 
@@ -73,6 +74,10 @@ def figure(step: Step, count: int, previous: int, received: int, previous_receiv
 @dataclass(frozen=True)
 class StepFigure(Figure):
     step: Step = Step.RECEIVED
+    # Under all mappings, for the delivery steps: the (event, mapping) pairs at this step summed over
+    # the mappings, and how many mappings have any (None elsewhere). The count is events, each once.
+    deliveries: int | None = None
+    deliveries_mappings: int = 0
 
     @property
     def label(self) -> str:
@@ -109,6 +114,14 @@ class Pipeline:
     @property
     def received(self) -> int:
         return self.step(Step.RECEIVED).count
+
+    @property
+    def delivery_success_rate(self) -> float | None:
+        """Delivered ÷ (delivered + failed delivery); None for a source's pipeline or when none ended."""
+        steps = {s.step: s.count for s in self.steps}
+        if Step.DELIVERED not in steps or Step.FAILED_DELIVERY not in steps:
+            return None
+        return delivery_rate(steps[Step.DELIVERED], steps[Step.FAILED_DELIVERY])
 
     @property
     def is_empty(self) -> bool:

@@ -2,9 +2,10 @@
 the minute: whole days and hours from the coarse tables, the ragged edges from the minute table.
 
 Which rows make up a step: received, failed on ingest and filtered at source are source rows
-(destination NULL) of the sources connected to the destination; for all mappings, filtered at
-destination comes from the destination's rows without a mapping and the delivery steps from its rows
-with one; with a mapping selected, every destination step comes from that mapping's rows.
+(destination NULL) of the sources connected to the destination; for all mappings, every destination
+step comes from the destination's rows without a mapping (the event as a whole, counted once: see
+delivery.fanout); with a mapping selected, from that mapping's rows. A `per_mapping` scope sums the
+rows of every mapping instead: deliveries, one per (event, mapping) pair.
 """
 
 import datetime as dt
@@ -35,6 +36,7 @@ BY_REASON = ("step", "reason_code")
 BY_EVENT = EVENT_COLUMNS
 BY_SOURCE = ("source_id", "step")
 BY_DESTINATION = ("destination_id", "step")
+BY_MAPPING = ("mapping_id", "step")
 
 _GRAIN_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # hours and days align on UTC
 _EPOCH_SQL = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
@@ -53,6 +55,7 @@ class Scope:
     destination_ids: tuple[int, ...] = ()
     mapping_id: int | None = None
     steps: tuple[Step, ...] = PIPELINE
+    per_mapping: bool = False  # without a mapping: sum every mapping's rows (deliveries), not the events
 
 
 def destination_scope(destination: Destination, mapping: Mapping | None = None) -> Scope:
@@ -88,20 +91,20 @@ def _branches(scope: Scope, steps: Iterable[Step]) -> list[tuple[str, list]]:
             )
         )
         return branches
-    if Step.FILTERED_AT_DESTINATION in destination_steps:
-        branches.append(
-            (
-                "destination_id = ANY(%s) AND mapping_id IS NULL AND step = 'filtered_at_destination'",
-                [destinations],
-            )
-        )
-    if delivery := [s for s in destination_steps if s != Step.FILTERED_AT_DESTINATION]:
+    if scope.per_mapping:
         branches.append(
             (
                 "destination_id = ANY(%s) AND mapping_id IS NOT NULL AND step = ANY(%s)",
-                [destinations, delivery],
+                [destinations, destination_steps],
             )
         )
+        return branches
+    branches.append(
+        (
+            "destination_id = ANY(%s) AND mapping_id IS NULL AND step = ANY(%s)",
+            [destinations, destination_steps],
+        )
+    )
     return branches
 
 

@@ -97,6 +97,24 @@ class StepCard:
     discard: bool
     clickable: bool
     highlight: bool = False  # the step whose share moved most: where to look first
+    deliveries: str = ""  # under all mappings: "22,569 deliveries across 2 mappings" ("" when the same)
+    share_title: str = "Share of received events"
+
+
+# The delivered card's share is not the delivery success rate of the home page and alerts: say so.
+SHARE_TITLES = {
+    Step.DELIVERED: "Delivered share of received: delivered ÷ received (the home page's delivery success "
+    "rate is delivered ÷ (delivered + failed delivery))",
+}
+
+
+def deliveries_text(fig: StepFigure) -> str:
+    """The per-mapping pairs behind an all-mappings delivery step, when they differ from its events."""
+    if fig.deliveries is None or (fig.deliveries == fig.count and fig.deliveries_mappings <= 1):
+        return ""
+    mappings = fig.deliveries_mappings
+    noun = "delivery" if fig.deliveries == 1 else "deliveries"
+    return f"{fig.deliveries:,} {noun} across {mappings} mapping{'' if mappings == 1 else 's'}"
 
 
 def step_card(
@@ -108,7 +126,18 @@ def step_card(
         value, detail = percent(fig.percent), f"{number(fig.count)} events"
     tone = change(fig.step, fig, metric)
     return StepCard(
-        fig.step, fig.label, value, detail, tone, url, selected, fig.is_discard, clickable, highlight
+        fig.step,
+        fig.label,
+        value,
+        detail,
+        tone,
+        url,
+        selected,
+        fig.is_discard,
+        clickable,
+        highlight,
+        deliveries_text(fig),
+        SHARE_TITLES.get(fig.step, "Share of received events"),
     )
 
 

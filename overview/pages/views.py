@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 
+from delivery import fanout
 from delivery.catalogue import describe, reasons_for
 from delivery.models import Destination, Source
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
@@ -101,6 +102,7 @@ def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
         mapping=mapping,
         sources=list(destination.sources.order_by("name")),
         endpoint_host=urlsplit(destination.endpoint).hostname or "",
+        fanout_rule=fanout.RULE,
     )
     return render_page(request, "overview/destination.html", context, status=400 if problems else 200)
 

@@ -96,6 +96,12 @@ def queue_events(
             tally.add(received_at, Where(source.workspace_id, source.id), Step.RECEIVED)
             at = Where(source.workspace_id, source.id, destination.id, mapping.id, kind, name, version)
             tally.add(received_at, at, Step.QUEUED)
+            # The event at the destination as a whole (one mapping reached: fanout 1).
+            tally.add(
+                received_at,
+                Where(source.workspace_id, source.id, destination.id, None, kind, name, version),
+                Step.QUEUED,
+            )
         tally.write()
     return event_ids
 

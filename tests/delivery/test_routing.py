@@ -76,8 +76,13 @@ def test_an_event_fans_out_to_every_matching_mapping_and_is_filtered_at_the_othe
         (None, filtered, "NO_MATCHING_MAPPING"): 1,  # the page reached no mapping
     }
     assert outcome_counts(cio.id) == expected
-    assert rollup_counts(cio.id) == expected
-    assert rollup_counts(cio.id, "delivery_rollup_hourly") == expected
+    # The rollups count each of the two tracks once more, as the event at the destination as a whole.
+    whole = expected | {(None, "queued", ""): 2}
+    assert rollup_counts(cio.id) == whole
+    assert rollup_counts(cio.id, "delivery_rollup_hourly") == whole
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT mapping_id, fanout FROM delivery_outcome WHERE event_id = %s", [ids[0]])
+        assert dict(cursor.fetchall()) == {orders.id: 2, tracks.id: 2, people.id: 2, paused.id: 2}
 
 
 def test_queued_outcomes_are_due_now_and_keep_the_events_dimensions(workspace, source):
@@ -245,7 +250,7 @@ def test_routing_the_same_events_twice_counts_them_once(workspace, source):
     assert routing.route_events(ids + ids) == 0
 
     assert outcome_counts(cio.id) == {(mapping.id, "queued", ""): 2}
-    assert rollup_counts(cio.id) == {(mapping.id, "queued", ""): 2}
+    assert rollup_counts(cio.id) == {(mapping.id, "queued", ""): 2, (None, "queued", ""): 2}
 
 
 def test_delivery_is_scheduled_after_commit_for_the_pairs_that_got_queued_work(
@@ -324,4 +329,4 @@ def test_concurrent_routing_of_the_same_events_counts_each_once(transactional_db
 
     assert sum(routed) == 300  # one or several of them routed a share; every event exactly once
     assert outcome_counts(cio.id) == {(mapping.id, "queued", ""): 300}
-    assert rollup_counts(cio.id) == {(mapping.id, "queued", ""): 300}
+    assert rollup_counts(cio.id) == {(mapping.id, "queued", ""): 300, (None, "queued", ""): 300}

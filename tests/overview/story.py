@@ -81,6 +81,14 @@ def record(story: Story, now: dt.datetime = NOW) -> None:
         tally.add(current, at, Step.FILTERED_AT_DESTINATION, "FILTERED_BY_RULES", 10)
         for step, (reason, n) in counts.items():
             tally.add(current, at, step, reason, n)
+    # The same events as a whole (mapping NULL, delivery.fanout): 125 reached a mapping, 10 of them both
+    # (delivered by both), so 135 pairs are 115 + 4 + 2 + 4 events.
+    whole = Where(ws, story.web.id, d, None, "track", "Order Completed", "1.0")
+    tally.add(current, whole, Step.DELIVERED, n=88 + 37 - 10)
+    tally.add(current, whole, Step.FAILED_DELIVERY, "400", 3)
+    tally.add(current, whole, Step.FAILED_DELIVERY, "401", 1)
+    tally.add(current, whole, Step.PENDING_RETRY, "503", 2)
+    tally.add(current, whole, Step.QUEUED, n=4)
     # The previous window: 100 received, 2 failed on ingest, 12 filtered at source, 80 delivered.
     tally.add(previous, web, Step.RECEIVED, n=80)
     tally.add(previous, ios, Step.RECEIVED, n=20)
@@ -104,6 +112,17 @@ def record(story: Story, now: dt.datetime = NOW) -> None:
         1,
     )
     tally.add(previous, Where(ws, story.web.id, d, m2, "identify", "", "1.0"), Step.DELIVERED, n=20)
+    tally.add(
+        previous, Where(ws, story.web.id, d, None, "track", "Order Completed", "1.0"), Step.DELIVERED, n=60
+    )
+    tally.add(
+        previous,
+        Where(ws, story.web.id, d, None, "track", "Order Completed", "1.0"),
+        Step.FAILED_DELIVERY,
+        "400",
+        1,
+    )
+    tally.add(previous, Where(ws, story.web.id, d, None, "identify", "", "1.0"), Step.DELIVERED, n=20)
     # Noise that belongs to nobody's figures: an unconnected source, another destination, older events.
     tally.add(current, Where(ws, story.unconnected.id, event_type="track"), Step.RECEIVED, n=1000)
     tally.add(
@@ -114,6 +133,7 @@ def record(story: Story, now: dt.datetime = NOW) -> None:
         7,
     )
     tally.add(current, Where(ws, story.web.id, story.other.id, 999, "track"), Step.DELIVERED, n=500)
+    tally.add(current, Where(ws, story.web.id, story.other.id, None, "track"), Step.DELIVERED, n=500)
     tally.add(now - dt.timedelta(hours=50), web, Step.RECEIVED, n=7)
     tally.write()
     samples = SampleBatch()

@@ -26,7 +26,8 @@ def test_a_delivery_rate_incident_opens_at_once_and_resolves_after_two_recovered
     incident = Incident.objects.get()
     assert (incident.status, round(incident.opened_value, 1), incident.threshold) == ("open", 76.9, 90)
     assert opened.event.message == (
-        "Breached: 76.9% successful (100 delivered, 30 failed) in the last 24 hours; alert below 90%."
+        "Breached: 76.9% delivery success rate (100 delivered, 30 failed, 0 pending retry)"
+        " in the last 24 hours; alert below 90%."
     )
     assert alerts.evaluate_rule(rule.id, now + 2 * minute).event is None  # still breached: no second incident
 
@@ -77,12 +78,13 @@ def test_messages_name_the_destination_the_figure_the_threshold_and_link_to_the_
         f"?start={start}&end={end}"
     )
     assert incident.window_end - incident.window_start == dt.timedelta(hours=24)
-    subject = "Alert: Warehouse successful delivery rate 80.0% (alert below 95%)"
+    subject = "Alert: Warehouse delivery success rate 80.0% (alert below 95%)"
     body = "\n".join(
         [
             "Destination 'Warehouse' in workspace Acme.",
-            "Breached: 80.0% successful (80 delivered, 20 failed) in the last 24 hours; alert below 95%.",
-            "Rule: Successful delivery rate of Warehouse below 95% over 24 hours.",
+            "Breached: 80.0% delivery success rate (80 delivered, 20 failed, 0 pending retry)"
+            " in the last 24 hours; alert below 95%.",
+            "Rule: Delivery success rate of Warehouse below 95% over 24 hours.",
             f"Opened at {now.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC.",
             f"The overview at the moment it broke: {link}",
         ]
@@ -186,7 +188,8 @@ def test_below_the_minimum_volume_a_destination_is_not_judged(shop):
     evaluation = alerts.evaluate_rule(rule.id, now)
     assert evaluation.event is None and not Incident.objects.exists()
     assert evaluation.measurement.text == (
-        "50.0% successful (10 delivered, 10 failed) in the last 24 hours;"
+        "50.0% delivery success rate (10 delivered, 10 failed, 0 pending retry)"
+        " in the last 24 hours;"
         " under the minimum volume of 50, not judged"
     )
     record_deliveries(shop, now - dt.timedelta(hours=2), failed=30)
@@ -208,7 +211,8 @@ def test_a_muted_rule_keeps_its_incident_but_notifies_nobody(shop):
     evaluation = alerts.evaluate_rule(rule.id)
     assert evaluation.delivery_ids == ()
     assert evaluation.event.message == (
-        "Breached: 0.0% successful (0 delivered, 5 failed) in the last 24 hours; alert below 90%."
+        "Breached: 0.0% delivery success rate (0 delivered, 5 failed, 0 pending retry)"
+        " in the last 24 hours; alert below 90%."
         " Notifications are muted for this rule."
     )
     assert Incident.objects.get().status == "open" and not ChannelDelivery.objects.exists()

@@ -120,28 +120,30 @@ def test_a_destination_that_starts_failing_opens_one_incident_and_recovering_res
     assert list(incident.events.values_list("kind", flat=True)) == ["opened", "recovering", "resolved"]
 
     assert [m.subject for m in mailoutbox] == [
-        "Alert: Warehouse successful delivery rate 50.0% (alert below 80%)",
-        "Resolved: Warehouse successful delivery rate 83.3% (alert below 80%)",
+        "Alert: Warehouse delivery success rate 50.0% (alert below 80%)",
+        "Resolved: Warehouse delivery success rate 83.3% (alert below 80%)",
     ]
     assert mailoutbox[0].to == ["oncall@acme.test"]
-    assert "Breached: 50.0% successful (20 delivered, 20 failed) in the last 24 hours; alert below 80%." in (
-        mailoutbox[0].body
+    assert (
+        "Breached: 50.0% delivery success rate (20 delivered, 20 failed, 0 pending retry)"
+        " in the last 24 hours; alert below 80%." in (mailoutbox[0].body)
     )
-    assert "Resolved: 83.3% successful (100 delivered, 20 failed) in the last 24 hours; alert below 80%." in (
-        mailoutbox[1].body
+    assert (
+        "Resolved: 83.3% delivery success rate (100 delivered, 20 failed, 0 pending retry)"
+        " in the last 24 hours; alert below 80%." in (mailoutbox[1].body)
     )
     link = f"https://overview.acme.test/w/{workspace.slug}/destinations/{warehouse.id}/?start="
     assert all(link in m.body for m in mailoutbox)
 
     posted = [request.json["text"] for request, _ in httpserver.log]
     assert len(posted) == 2
-    assert posted[0].startswith("*Alert: Warehouse successful delivery rate 50.0% (alert below 80%)*\n")
-    assert posted[1].startswith("*Resolved: Warehouse successful delivery rate 83.3% (alert below 80%)*\n")
+    assert posted[0].startswith("*Alert: Warehouse delivery success rate 50.0% (alert below 80%)*\n")
+    assert posted[1].startswith("*Resolved: Warehouse delivery success rate 83.3% (alert below 80%)*\n")
     assert all(link in text and "|Open the overview>" in text for text in posted)
 
     assert list(Notification.objects.values_list("title", flat=True).order_by("id")) == [
-        "Alert: Warehouse successful delivery rate 50.0% (alert below 80%)",
-        "Resolved: Warehouse successful delivery rate 83.3% (alert below 80%)",
+        "Alert: Warehouse delivery success rate 50.0% (alert below 80%)",
+        "Resolved: Warehouse delivery success rate 83.3% (alert below 80%)",
     ]
     assert ChannelDelivery.objects.filter(status="sent").count() == 6
 
@@ -155,8 +157,9 @@ def test_a_failed_notification_is_retried_by_the_worker_and_its_failure_kept(cel
     warehouse = make_destination(workspace, "http://127.0.0.1:9/hook", name="Warehouse", sources=[web])
     mapping = make_mapping(warehouse, "Everything")
     tally = Tally()
-    where = Where(workspace.id, web.id, warehouse.id, mapping.id, "track", "Order Completed")
-    tally.add(timezone.now() - dt.timedelta(hours=1), where, Step.FAILED_DELIVERY, "400", 5)
+    for mapping_id in (mapping.id, None):  # the mapping's pairs and the events as a whole
+        where = Where(workspace.id, web.id, warehouse.id, mapping_id, "track", "Order Completed")
+        tally.add(timezone.now() - dt.timedelta(hours=1), where, Step.FAILED_DELIVERY, "400", 5)
     tally.write()
     rule = AlertRule(
         workspace=workspace, kind="delivery_rate", destination=warehouse, threshold=90, channels=["slack"]

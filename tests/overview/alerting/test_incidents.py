@@ -22,13 +22,14 @@ def test_an_incident_page_shows_the_timeline_and_every_notification(acme, client
     rule.slack_webhook_url = "http://127.0.0.1:9/slack"  # nothing listens there
     rule.save()
     tally = Tally()
-    tally.add(
-        timezone.now() - dt.timedelta(hours=1),
-        Where(acme["workspace"].id, web.id, hook.id, mapping.id),
-        Step.FAILED_DELIVERY,
-        "400",
-        4,
-    )
+    for mapping_id in (mapping.id, None):  # the mapping's pairs and the events as a whole
+        tally.add(
+            timezone.now() - dt.timedelta(hours=1),
+            Where(acme["workspace"].id, web.id, hook.id, mapping_id),
+            Step.FAILED_DELIVERY,
+            "400",
+            4,
+        )
     tally.write()
     evaluation = alerts.evaluate_rule(rule.id)
     for delivery_id in evaluation.delivery_ids:
@@ -37,10 +38,12 @@ def test_an_incident_page_shows_the_timeline_and_every_notification(acme, client
     client.force_login(acme["viewer"])
     incident = evaluation.event.incident
     page = text(client.get(f"/w/{acme['workspace'].slug}/incidents/{incident.id}/"))
-    assert "Successful delivery rate of Warehouse below 90% over 24 hours Open" in page
+    assert "Delivery success rate of Warehouse below 90% over 24 hours Open" in page
     assert (
         "Opened" in page
-        and "Breached: 0.0% successful (0 delivered, 4 failed) in the last 24 hours; alert below 90%." in page
+        and "Breached: 0.0% delivery success rate (0 delivered, 4 failed, 0 pending retry)"
+        " in the last 24 hours; alert below 90%."
+        in page
     )
     assert "Sent In-app notification to members of Acme · 1 attempt" in page
     assert "Sent Email to olivia@example.com, victor@example.com · 1 attempt" in page
@@ -54,7 +57,7 @@ def test_an_incident_page_shows_the_timeline_and_every_notification(acme, client
     notes = client.get("/notifications/")
     assert "1 unread" in text(
         notes
-    ) and "Alert: Warehouse successful delivery rate 0.0% (alert below 90%)" in text(notes)
+    ) and "Alert: Warehouse delivery success rate 0.0% (alert below 90%)" in text(notes)
     note = Notification.objects.get(user=acme["viewer"])
     opened = client.get(f"/notifications/{note.id}/")
     assert opened["Location"] == f"/w/{acme['workspace'].slug}/incidents/{incident.id}/"

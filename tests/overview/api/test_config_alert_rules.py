@@ -28,7 +28,7 @@ def test_an_owner_sets_up_a_delivery_rate_alert(team, settings):
     body = response.json()
     assert body["workspace"] == team.acme.id and body["source"] is None
     assert body["channels"] == ["in_app", "email", "slack"]
-    assert body["description"] == "Successful delivery rate of Warehouse below 99% over 24 hours"
+    assert body["description"] == "Delivery success rate of Warehouse below 99% over 24 hours"
     assert "slack_webhook_url" not in body and body["has_slack_webhook"] is True
     assert (body["state"], body["open_incident"], body["muted"]) == ("ok", None, False)
     rule = AlertRule.objects.get(id=body["id"])

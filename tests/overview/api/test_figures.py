@@ -39,20 +39,30 @@ def test_pipeline_has_every_step_in_order_with_shares_and_changes(api, story):
         "previous_window",
         "steps",
         "pending_retry",
+        "delivery_success_rate",
         "awaiting_delivery",
         "duplicates",
     }
     assert body["window"]["range"] == "24h"
     assert body["previous_window"]["end"] == body["window"]["start"]
     assert body["steps"] == [
-        {"step": "received", "count": 150, "previous_count": 100, "percent": 100.0, "change": 50.0},
-        {"step": "failed_on_ingest", "count": 4, "previous_count": 2, "percent": 2.67, "change": 0.67},
-        {"step": "filtered_at_source", "count": 6, "previous_count": 12, "percent": 4.0, "change": -8.0},
-        {"step": "filtered_at_destination", "count": 15, "previous_count": 5, "percent": 10.0, "change": 5.0},
-        {"step": "pending_retry", "count": 2, "previous_count": 0, "percent": 1.33, "change": None},
-        {"step": "failed_delivery", "count": 4, "previous_count": 1, "percent": 2.67, "change": 1.67},
-        {"step": "delivered", "count": 125, "previous_count": 80, "percent": 83.33, "change": 56.25},
-    ]
+        {"step": "received", "count": 150, "previous_count": 100, "percent": 100.0, "change": 50.0,
+         "deliveries": None, "deliveries_mappings": 0},
+        {"step": "failed_on_ingest", "count": 4, "previous_count": 2, "percent": 2.67, "change": 0.67,
+         "deliveries": None, "deliveries_mappings": 0},
+        {"step": "filtered_at_source", "count": 6, "previous_count": 12, "percent": 4.0, "change": -8.0,
+         "deliveries": None, "deliveries_mappings": 0},
+        {"step": "filtered_at_destination", "count": 15, "previous_count": 5, "percent": 10.0, "change": 5.0,
+         "deliveries": None, "deliveries_mappings": 0},
+        {"step": "pending_retry", "count": 2, "previous_count": 0, "percent": 1.33, "change": None,
+         "deliveries": 2, "deliveries_mappings": 1},
+        {"step": "failed_delivery", "count": 4, "previous_count": 1, "percent": 2.67, "change": 1.67,
+         "deliveries": 4, "deliveries_mappings": 2},
+        # Each event once: 135 deliveries across the 2 mappings are 115 events (10 reached both).
+        {"step": "delivered", "count": 115, "previous_count": 80, "percent": 76.67, "change": 43.75,
+         "deliveries": 125, "deliveries_mappings": 2},
+    ]  # fmt: skip
+    assert body["delivery_success_rate"] == round(115 * 100 / 119, 2)
     assert (body["pending_retry"], body["awaiting_delivery"]) == (2, 4)
 
 
@@ -103,7 +113,7 @@ def test_timeseries_buckets_per_step(api, story):
 
     day = api.get(figures(story, "timeseries"), {"range": "24h"}).json()
     assert day["bucket_seconds"] == 3600
-    assert sum(b["counts"]["delivered"] for b in day["buckets"]) == 125
+    assert sum(b["counts"]["delivered"] for b in day["buckets"]) == 115
 
 
 def test_source_figures(api, story):
@@ -186,4 +196,4 @@ def test_another_workspaces_ids_are_404_and_anonymous_is_401(api, story):
 def test_a_logged_in_session_reads_the_same_figures_as_the_page(client, story):
     client.force_login(story.user)
     body = client.get(figures(story, "pipeline")).json()
-    assert body["steps"][-1]["count"] == 125
+    assert body["steps"][-1]["count"] == 115

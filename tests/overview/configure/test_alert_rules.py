@@ -14,7 +14,7 @@ def test_alert_rules_from_the_alerts_tab_muted_and_deleted(acme, client):
     tab = f"/w/{slug}/destinations/{hook.id}/alerts/"
     page = text(client.get(tab))
     assert (
-        "Successful delivery rate = events delivered ÷ (delivered + failed delivery) over the last 24 hours"
+        "Delivery success rate = events delivered ÷ (delivered + failed delivery) over the last 24 hours"
         in page
     )
 
@@ -37,7 +37,7 @@ def test_alert_rules_from_the_alerts_tab_muted_and_deleted(acme, client):
         ["a@acme.test"],
         acme["owner"],
     )
-    assert "Successful delivery rate of Warehouse below 95% over 24 hours" in text(client.get(tab))
+    assert "Delivery success rate of Warehouse below 95% over 24 hours" in text(client.get(tab))
 
     assert client.post(f"/w/{slug}/alerts/rules/{rule.id}/mute/").status_code == 302
     rule.refresh_from_db()

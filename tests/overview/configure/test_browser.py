@@ -160,13 +160,11 @@ def test_alert_pages_with_an_incident_and_its_notifications(live_server, page, s
     assert "Firing" in page.inner_text("table")
     assert page.inner_text("[data-unread]") == "1"
     shot(page, "06-alerts-tab-firing")
-    page.get_by_role(
-        "link", name="Successful delivery rate of Warehouse below 95% over 24 hours"
-    ).last.click()
+    page.get_by_role("link", name="Delivery success rate of Warehouse below 95% over 24 hours").last.click()
     timeline = page.inner_text(".timeline")
     assert (
-        "Breached: 90.0% successful (180 delivered, 20 failed) in the last 24 hours; alert below 95%."
-        in timeline
+        "Breached: 90.0% delivery success rate (180 delivered, 20 failed, 0 pending retry)"
+        " in the last 24 hours; alert below 95%." in timeline
     )
     assert "The webhook could not be reached (ConnectError)" in timeline
     shot(page, "07-incident")
