@@ -2,6 +2,7 @@
 pages only, sends events with the segment-analytics-python client, and sees them on the overview.
 Each page is saved as a screenshot under artifacts/screenshots/."""
 
+import dataclasses
 import datetime as dt
 import re
 
@@ -150,6 +151,9 @@ def test_alert_pages_with_an_incident_and_its_notifications(live_server, page, s
     where = Where(workspace.id, web.id, hook.id, mapping.id, "track", "Order Completed")
     tally.add(timezone.now() - dt.timedelta(hours=2), where, Step.DELIVERED, "", 180)
     tally.add(timezone.now() - dt.timedelta(hours=1), where, Step.FAILED_DELIVERY, "400", 20)
+    whole = dataclasses.replace(where, mapping_id=None)  # one mapping: the per-event rows match its own
+    tally.add(timezone.now() - dt.timedelta(hours=2), whole, Step.DELIVERED, "", 180)
+    tally.add(timezone.now() - dt.timedelta(hours=1), whole, Step.FAILED_DELIVERY, "400", 20)
     tally.write()
     opened = alerts.evaluate_rule(rule.id)
     for delivery_id in opened.delivery_ids:

@@ -40,15 +40,15 @@ def test_operator_walks_through_a_destination_overview(page, live_server, transa
 
     # The workspace home: last-24-hour figures and a trend per destination and source.
     home = page.locator("table").first
-    assert "Webhook" in home.inner_text() and "96.9%" in home.inner_text()
+    assert "Webhook" in home.inner_text() and "96.6%" in home.inner_text()
     assert page.locator(".zone").inner_text() == "Europe/Paris"
     shot(page, "01-workspace-home")
 
     page.get_by_role("link", name="Webhook", exact=True).click()
     page.wait_for_selector("#chart[data-ready=true]")
     delivered = page.locator(".step[data-step=delivered]")
-    assert delivered.locator(".step__value").inner_text() == "83.3%"
-    assert delivered.locator(".step__change").inner_text() == "▲ 56.3%"
+    assert delivered.locator(".step__value").inner_text() == "76.7%"
+    assert delivered.locator(".step__change").inner_text() == "▲ 43.8%"
     assert page.locator(".step[data-step=filtered_at_source] .step__change").inner_text() == "▼ 8.0 pp"
     assert "ends 5 minutes before now" in page.locator(".window-note").inner_text()
     assert "(Europe/Paris)" in page.locator(".window-note").inner_text()
