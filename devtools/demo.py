@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from delivery.models import Destination, Mapping, Membership, Source, Workspace
+from overview.models import AlertRule
 
 DEMO_USER = "operator"
 
@@ -89,6 +90,15 @@ def set_up(sandbox_url: str) -> DemoSetup:
     _mapping(partner, "Orders", {"type": ["track"], "event": ["Order Completed", "Order Refunded"]})
     _mapping(partner, "Sign-ups", {"type": ["track"], "event": ["Signed Up"]})
 
+    # Alerts to look at: the flaky partner dips below 99 % now and then; the web source's volume is watched.
+    AlertRule.objects.get_or_create(
+        workspace=workspace, kind=AlertRule.Kind.DELIVERY_RATE, destination=partner,
+        defaults={"threshold": 99, "min_volume": 50, "channels": ["in_app"]},
+    )  # fmt: skip
+    AlertRule.objects.get_or_create(
+        workspace=workspace, kind=AlertRule.Kind.SOURCE_VOLUME, source=web,
+        defaults={"threshold": 50, "channels": ["in_app"]},
+    )  # fmt: skip
     return DemoSetup(workspace, DEMO_USER, password, {"web": web.write_key, "mobile": mobile.write_key})
 
 

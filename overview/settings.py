@@ -323,5 +323,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpcore", "pgserver", "axes")},
+    # Celery's per-task "received" and "succeeded" lines (megabytes an hour under traffic) stay quiet.
+    "loggers": {
+        name: {"level": "WARNING"}
+        for name in ("httpx", "httpcore", "pgserver", "axes", "celery.app.trace", "celery.worker.strategy")
+    },
 }

@@ -69,11 +69,26 @@ class StepSerializer(serializers.Serializer):
     )
 
 
+class WaitingNowSerializer(serializers.Serializer):
+    count = serializers.IntegerField(
+        help_text="Events waiting for a retry at this moment, whatever the range (each event once without "
+        "a mapping); not delayed by the lookback."
+    )
+    in_window = serializers.IntegerField(help_text="How many of them were received inside the window.")
+    oldest_received_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the longest-waiting one was received; null when none waits."
+    )
+    oldest_age_seconds = serializers.IntegerField(allow_null=True, help_text="Its age now, in seconds.")
+
+
 class PipelineSerializer(serializers.Serializer):
     window = WindowSerializer()
     previous_window = WindowSerializer()
     steps = StepSerializer(many=True)
-    pending_retry = serializers.IntegerField()
+    pending_retry = serializers.IntegerField(
+        help_text="The window's events still pending a retry (settled after the lookback, like every "
+        "step); pending_retry_now is the backlog at this moment."
+    )
     delivery_success_rate = Rounded(
         help_text="Delivery success rate: delivered ÷ (delivered + failed delivery), in %, each event "
         "once (events pending a retry are not in it); null for a source or when none ended. Not the "
@@ -81,6 +96,11 @@ class PipelineSerializer(serializers.Serializer):
     )
     awaiting_delivery = serializers.IntegerField(help_text="Routed to a mapping, first attempt not made yet.")
     duplicates = serializers.IntegerField(help_text="Repeated messageIds dropped at ingest.")
+    pending_retry_now = WaitingNowSerializer(
+        source="waiting_now",
+        allow_null=True,
+        help_text="A destination's retry backlog now; null for a source.",
+    )
 
 
 class DiscardSerializer(serializers.Serializer):

@@ -33,6 +33,7 @@ from overview.figures.rollup_query import (
     sum_counts,
     totals,
 )
+from overview.figures.waiting import waiting_now
 from overview.windows import MINUTE, Window
 
 # The steps an event reaches per mapping once routed to it: one delivery per (event, mapping) pair.
@@ -59,6 +60,7 @@ def _pipeline_from(scope: Scope, window: Window, summed: dict[tuple[int, str], i
         pending_retry=summed[(CURRENT, Step.PENDING_RETRY)],
         awaiting_delivery=summed[(CURRENT, Step.QUEUED)],
         duplicates=summed[(CURRENT, Step.DUPLICATE)],
+        waiting_now=waiting_now(scope, window),
     )
 
 

@@ -89,6 +89,19 @@ class StepFigure(Figure):
 
 
 @dataclass(frozen=True)
+class WaitingNow:
+    count: int  # events waiting for a retry now (each event once under all mappings)
+    in_window: int  # of them, received inside the window shown
+    oldest_received_at: dt.datetime | None  # the longest-waiting one's arrival
+
+    @property
+    def oldest_age_seconds(self) -> int | None:
+        if self.oldest_received_at is None:
+            return None
+        return max(0, int((dt.datetime.now(dt.UTC) - self.oldest_received_at).total_seconds()))
+
+
+@dataclass(frozen=True)
 class Pipeline:
     window: Window
     previous_window: Window
@@ -96,6 +109,7 @@ class Pipeline:
     pending_retry: int  # events waiting for a retry (also a step of the destination pipeline)
     awaiting_delivery: int  # routed to a mapping, first attempt not yet made
     duplicates: int  # repeated messageIds dropped at ingest (not counted as received)
+    waiting_now: WaitingNow | None = None  # a destination's retry backlog at this moment
 
     def step(self, step: Step | str) -> StepFigure:
         return next(s for s in self.steps if s.step == step)

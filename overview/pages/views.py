@@ -189,10 +189,25 @@ def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[s
     return context
 
 
+# What an empty reasons table says, as a sentence for each step that has one.
+EMPTY = {
+    Step.FAILED_ON_INGEST: "No event failed on ingest in this window.",
+    Step.FILTERED_AT_SOURCE: "No event was filtered at source in this window.",
+    Step.FILTERED_AT_DESTINATION: "No event was filtered at the destination in this window.",
+    Step.PENDING_RETRY: "No event of this window is waiting for a retry.",
+    Step.FAILED_DELIVERY: "No delivery failed in this window.",
+}
+
+
 def _panel(state: State, scope: Scope, window: windows.Window) -> dict:
     """The selected step's table: its reasons (discard steps), or a breakdown; a reason adds samples."""
     step = Step(state.step)
-    panel: dict = {"step": step, "label": step.label, "discard": step in DISCARD_STEPS}
+    panel: dict = {
+        "step": step,
+        "label": step.label,
+        "discard": step in DISCARD_STEPS,
+        "empty": EMPTY.get(step, ""),
+    }
     if step in figures.REASON_STEPS and state.reason is None:
         rows = figures.discards(scope, window, step)
         panel["kind"] = "reasons"

@@ -33,6 +33,11 @@ def test_demo_setup_wires_two_sources_to_three_destinations_and_its_login_works(
     assert all(d.sources.count() == 2 for d in destinations.values())
     assert destinations["Customer.io"].credentials == {"site_id": "demo-site", "api_key": "demo-api-key"}
     assert Mapping.objects.filter(destination__workspace=setup.workspace).count() == 7
+    rules = {
+        (r.kind, r.destination_id or r.source_id, r.threshold) for r in setup.workspace.alert_rules.all()
+    }
+    web = Source.objects.get(workspace=setup.workspace, name="Storefront (web)")
+    assert rules == {("delivery_rate", destinations["Partner API"].id, 99), ("source_volume", web.id, 50)}
 
 
 def test_demo_setup_is_idempotent_and_refreshes_the_sandbox_address(db):
@@ -41,6 +46,7 @@ def test_demo_setup_is_idempotent_and_refreshes_the_sandbox_address(db):
 
     assert Workspace.objects.count() == 1
     assert Destination.objects.count() == 3 and Mapping.objects.count() == 7
+    assert again.workspace.alert_rules.count() == 2
     assert Destination.objects.get(name="Data warehouse").endpoint == "http://127.0.0.1:9999/healthy/webhook"
     assert logs_in(again.username, again.password)
 

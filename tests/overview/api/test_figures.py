@@ -39,6 +39,7 @@ def test_pipeline_has_every_step_in_order_with_shares_and_changes(api, story):
         "previous_window",
         "steps",
         "pending_retry",
+        "pending_retry_now",
         "delivery_success_rate",
         "awaiting_delivery",
         "duplicates",

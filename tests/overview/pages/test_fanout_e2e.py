@@ -27,12 +27,18 @@ class Warehouse(BaseHTTPRequestHandler):
     """Accepts every batch, except one holding an item with a top-level "poison" (only the "Tracks"
     mapping sends that field): 500, retryable, every time."""
 
+    poisoned_status, poisoned_headers = 500, {}
+
     def do_POST(self):  # noqa: N802 (http.server's name)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         poisoned = any(isinstance(item, dict) and item.get("poison") for item in body["batch"])
-        status, answer = (500, {"error": "warehouse down"}) if poisoned else (200, {"ok": True})
+        status, answer = (
+            (self.poisoned_status, {"error": "warehouse down"}) if poisoned else (200, {"ok": True})
+        )
         encoded = json.dumps(answer).encode()
         self.send_response(status)
+        for name, value in (self.poisoned_headers if poisoned else {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(encoded)))
         self.end_headers()
@@ -42,13 +48,28 @@ class Warehouse(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def warehouse():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Warehouse)
+class BusyWarehouse(Warehouse):
+    """The poisoned batches get 503 and "come back in ten minutes": they wait, pending a retry."""
+
+    poisoned_status, poisoned_headers = 503, {"Retry-After": "600"}
+
+
+def serve(handler):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook"
     server.shutdown()
+
+
+@pytest.fixture
+def warehouse():
+    yield from serve(Warehouse)
+
+
+@pytest.fixture
+def busy_warehouse():
+    yield from serve(BusyWarehouse)
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +111,13 @@ def home_row(html: str, name: str) -> list[str]:
     ]
 
 
-def test_overlapping_mappings_count_each_event_once_on_the_page_the_api_and_the_home(
-    fanout_worker, transactional_db, warehouse, live_server, client, settings
-):
-    settings.DASHBOARD_LOOKBACK_MINUTES = 0
+def send_to_two_mappings(url: str, live_server, client, **destination_options):
+    """A warehouse destination with overlapping mappings (Orders ⊂ Tracks), sent messages() once."""
     owner = make_user()
     workspace = make_workspace("Shop", owner=owner)
     web = make_source(workspace, "Web app")
     destination = make_destination(
-        workspace, warehouse, name="Data warehouse", sources=[web], batch_size=1, max_retries=1
+        workspace, url, name="Data warehouse", sources=[web], batch_size=1, **destination_options
     )
     orders = make_mapping(destination, "Orders", trigger={"type": ["track"], "event": ["Order Completed"]})
     tracks = make_mapping(
@@ -110,6 +129,16 @@ def test_overlapping_mappings_count_each_event_once_on_the_page_the_api_and_the_
     answer = httpx.post(f"{live_server.url}/v1/batch", json={"batch": messages()}, auth=(web.write_key, ""))
     assert answer.status_code == 200, answer.text
     client.force_login(owner)
+    return workspace, destination, orders, tracks
+
+
+def test_overlapping_mappings_count_each_event_once_on_the_page_the_api_and_the_home(
+    fanout_worker, transactional_db, warehouse, live_server, client, settings
+):
+    settings.DASHBOARD_LOOKBACK_MINUTES = 0
+    workspace, destination, orders, tracks = send_to_two_mappings(
+        warehouse, live_server, client, max_retries=1
+    )
 
     def settled() -> bool:
         steps = counts(api(client, destination, range="1h"))
@@ -152,7 +181,8 @@ def test_overlapping_mappings_count_each_event_once_on_the_page_the_api_and_the_
     page = client.get(url, {"range": "1h", "metric": "count"}).content.decode()
     for step, n in expected.items():
         if step == "pending_retry":  # a pill between the cards
-            assert re.search(rf'retry-pill__count">{n}</span>', page)
+            assert re.search(rf"data-in-window>{n} from this window</span>", page)
+            assert re.search(r'retry-pill__count" data-now>0</span>', page)  # nothing waits now either
             continue
         assert re.match(rf"\S.* {n} ", card(page, step) + " "), (step, card(page, step))
     assert card(page, "delivered").startswith("Successful delivery 18 ")
@@ -169,3 +199,31 @@ def test_overlapping_mappings_count_each_event_once_on_the_page_the_api_and_the_
     assert cells[2:4] == ["30", "18"]  # received, delivered: no more delivered than received
     assert cells[4] == "72.0% 7 failed · 0 pending"  # delivery success rate 18 / (18 + 7)
     assert "Delivery success rate" in home
+
+
+def test_pending_retry_now_counts_what_waits_at_this_moment_each_event_once(
+    fanout_worker, transactional_db, busy_warehouse, live_server, client, settings
+):
+    workspace, destination, orders, tracks = send_to_two_mappings(busy_warehouse, live_server, client)
+
+    # What waits now: the 7 poisoned tracks, each once (5 orders also delivered by Orders). The API has no
+    # lookback, so the window's step holds the same 7.
+    def waiting() -> dict:
+        return api(client, destination, range="1h")["pending_retry_now"]
+
+    wait_until(lambda: waiting()["count"] == 7, timeout=120, what="the 7 poisoned events pending a retry")
+    body = api(client, destination, range="1h")
+    assert body["pending_retry"] == 7 and body["pending_retry_now"]["in_window"] == 7
+    assert 0 <= body["pending_retry_now"]["oldest_age_seconds"] < 120
+    assert api(client, destination, range="1h", mapping=tracks.id)["pending_retry_now"]["count"] == 7
+    assert api(client, destination, range="1h", mapping=orders.id)["pending_retry_now"]["count"] == 0
+
+    # The page ends its window 5 minutes back (the default lookback): these seconds-old events are not
+    # in the window's step, and the pill shows them waiting all the same.
+    url = reverse("destination_overview", args=[workspace.slug, destination.id])
+    page = client.get(url, {"range": "1h", "metric": "count"}).content.decode()
+    assert 'retry-pill__count" data-now>7</span>' in page and "data-in-window>0 from this window<" in page
+    settings.DASHBOARD_LOOKBACK_MINUTES = 0
+    page = client.get(url, {"range": "1h", "metric": "count"}).content.decode()
+    assert 'retry-pill__count" data-now>7</span>' in page and "data-in-window>7 from this window<" in page
+    assert "oldest waiting" in page

@@ -95,7 +95,8 @@ def test_overview_shows_each_step_with_share_and_change(operator, story):
     assert card(html, "filtered_at_destination") == "Filtered at destination 10.0% 15 events ▲ 5.0 pp"
     assert card(html, "failed_delivery") == "Failed delivery 2.7% 4 events ▲ 1.7 pp"
     assert card(html, "delivered") == "Successful delivery 76.7% 115 events ▲ 43.8%"
-    assert "2 pending retry" in text(html) and "4 awaiting delivery" in text(html)
+    # The story records rollups only, no outcome rows: nothing waits now, 2 of the window's events did.
+    assert "0 pending retry now 2 from this window 4 awaiting delivery" in text(html)
     assert "step--discard" in re.search(r'class="[^"]*" data-step="failed_delivery"', html).group(0)
     assert "step--pass" in re.search(r'class="[^"]*" data-step="delivered"', html).group(0)
     assert "ends 5 minutes before now" in text(html)
@@ -136,6 +137,9 @@ def test_a_reason_opens_its_breakdown_and_samples_escaped(operator, story):
     assert "&quot;email&quot;: &quot;&lt;b&gt;x&lt;/b&gt;&quot;" in html and "<b>x</b>" not in html
     assert "msg-0" in html and "msg-10" not in html
     assert "email is not a valid address" in html and "BAD_REQUEST" in html
+    # The label says how samples are kept (not "the most recent"), and each says how old it is.
+    assert "most recent" not in html and "the first ten of each 10-minute period" in html
+    assert len(re.findall(r"data-age>[^<]*\S ago</span>", html)) == 10
 
 
 def test_first_and_last_steps_open_a_breakdown(operator, story):
@@ -257,3 +261,18 @@ def test_an_empty_window_says_when_events_are_still_inside_the_lookback(client, 
     assert expected in page.content.decode()
     assert expected in home.content.decode()
     assert "check that the connected sources are sending" not in page.content.decode()
+
+
+def test_the_pending_retry_panel_speaks_of_waiting_events_not_discards(operator, story):
+    html = operator.get(overview_url(story, "?metric=count&step=pending_retry")).content.decode()
+    assert "Last attempt&#x27;s error" in html or "Last attempt's error" in html
+    assert 'w-reason">Discard reason' not in html and "events it discarded" not in html
+    assert "waiting for another attempt" in html
+    assert 'data-reason="503"' in html
+
+
+def test_an_empty_reasons_table_reads_as_a_sentence(operator, story):
+    html = operator.get(overview_url(story, "?range=10m&step=failed_on_ingest")).content.decode()
+    assert "No event failed on ingest in this window." in html
+    html = operator.get(overview_url(story, "?range=10m&step=failed_delivery")).content.decode()
+    assert "No delivery failed in this window." in html
