@@ -162,7 +162,7 @@ def record(
             old, new = (Step(outcome.step), outcome.reason_code), (d.step, d.reason_code)
             tally.move(outcome.received_at, outcome.where, old, new)
             whole.move(outcome, old, new)
-            if not samples.wants(now, outcome.where, d.step, d.reason_code):
+            if not samples.wants(now, outcome.where, d.step, d.reason_code, d.error_message):
                 continue
             samples.add(
                 now,

@@ -1,8 +1,8 @@
-"""Writes the pipeline's counts and samples: one statement per batch, in the caller's transaction.
+"""Writes the pipeline's counts and samples: a statement or two per batch, in the caller's transaction.
 
 Every step change of every event goes through `Tally` (rollup deltas, pre-summed in Python and
 upserted with sorted keys so concurrent batches never deadlock) and, for examples operators can
-inspect, `SampleBatch` (bounded per key and 10-minute bucket).
+inspect, `SampleBatch` (the newest few per key and 10-minute bucket).
 """
 
 import datetime as dt
@@ -147,25 +147,55 @@ def _upsert(table: rollups.RollupTable) -> str:
 _UPSERT_ROLLUPS = "WITH " + ", ".join(f"{t.table} AS ({_upsert(t)})" for t in rollups.ROLLUPS) + " SELECT 1"
 
 
+# Once a key's bucket holds SAMPLES_PER_BUCKET, a sample is still taken when its error message is new
+# to the bucket, or when the newest kept is this old: the kept ones stay the bucket's newest, at most
+# one per this interval, so a busy key costs a few samples a minute, not one per event.
+SAMPLE_REFRESH = dt.timedelta(seconds=10)
+
+
+@dataclass
+class _Kept:
+    """What a key's bucket was given: how many samples, the newest one's time, its error messages."""
+
+    count: int = 0
+    newest: dt.datetime | None = None
+    messages: set[str] = field(default_factory=set)
+
+    def take(self, at: dt.datetime, message: str) -> None:
+        self.count += 1
+        self.newest = at if self.newest is None else max(self.newest, at)
+        if len(self.messages) < SAMPLES_PER_BUCKET:
+            self.messages.add(message)
+
+    def wants(self, at: dt.datetime, message: str) -> bool:
+        if self.count < SAMPLES_PER_BUCKET:
+            return True
+        if message not in self.messages and len(self.messages) < SAMPLES_PER_BUCKET:
+            return True
+        return self.newest is None or at - self.newest >= SAMPLE_REFRESH
+
+
 class _Offered:
-    """Samples this process has had committed, per key and bucket. Once SAMPLES_PER_BUCKET were offered
-    for a key, its bucket is full (each was stored, or refused as over the bound), so later batches
-    skip building rows the database would throw away — most of a busy batch's events, bodies and all."""
+    """Samples this process has had committed, per key and bucket, so that later batches skip building
+    rows the bucket would not keep — most of a busy batch's events, bodies and all. Only committed
+    batches count: a rolled-back one offered nothing."""
 
     def __init__(self) -> None:
-        self.counts: dict[tuple, int] = {}
+        self.kept: dict[tuple, _Kept] = {}
 
-    def get(self, key: tuple) -> int:
-        return self.counts.get(key, 0)
+    def get(self, key: tuple) -> _Kept:
+        return self.kept.get(key) or _Kept()
 
-    def spend(self, counts: dict[tuple, int]) -> None:
-        if len(self.counts) > 100_000:
-            self.counts.clear()  # old buckets; forgetting them costs at most a few extra offers
-        for key, n in counts.items():
-            self.counts[key] = self.counts.get(key, 0) + n
+    def spend(self, rows: dict[tuple, list[tuple[dt.datetime, str]]]) -> None:
+        if len(self.kept) > 100_000:
+            self.kept.clear()  # old buckets; forgetting them costs at most a few extra offers
+        for key, offered in rows.items():
+            kept = self.kept.setdefault(key, _Kept())
+            for at, message in offered:
+                kept.take(at, message)
 
     def clear(self) -> None:
-        self.counts.clear()
+        self.kept.clear()
 
 
 OFFERED = _Offered()
@@ -175,16 +205,73 @@ def _sample_key(at: dt.datetime, where: Where, step: Step | str, reason_code: st
     return (bucket_of(at), where.source_id, where.destination_id, where.mapping_id, str(step), reason_code)
 
 
+_SAMPLE_TYPES = (
+    "timestamptz[]", "timestamptz[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]", "text[]",
+    "text[]", "text[]", "text[]", "text[]", "int[]", "text[]", "text[]", "jsonb[]", "jsonb[]", "jsonb[]",
+)  # fmt: skip
+_SAMPLE_COLUMNS = (
+    "at, bucket, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
+    " event_type, event_name, app_version, message_id, status, error_type, error_message,"
+    " sent, body, response"
+)
+_INSERT_SAMPLES = (
+    f"INSERT INTO delivery_sample ({_SAMPLE_COLUMNS})"
+    f" SELECT * FROM unnest({', '.join(f'%s::{kind}' for kind in _SAMPLE_TYPES)})"
+)
+# Each touched bucket keeps SAMPLES_PER_BUCKET: the newest of each distinct error message first, then the
+# newest of the rest. Rows another batch is trimming are skipped (SKIP LOCKED), so two batches never
+# wait on each other here; the next batch trims what either left over.
+_TRIM_SAMPLES = f"""
+WITH touched AS (
+    SELECT * FROM unnest(%s::timestamptz[], %s::bigint[], %s::bigint[], %s::bigint[], %s::text[], %s::text[])
+        AS t(bucket, source_id, destination_id, mapping_id, step, reason_code)
+), ranked AS (
+    SELECT s.at, s.id, row_number() OVER (
+        PARTITION BY t.bucket, t.source_id, t.destination_id, t.mapping_id, t.step, t.reason_code
+        ORDER BY s.repeat, s.at DESC, s.id DESC
+    ) AS place
+    FROM touched t
+    CROSS JOIN LATERAL (
+        SELECT s.at, s.id, row_number() OVER (PARTITION BY s.error_message ORDER BY s.at DESC, s.id DESC) > 1
+            AS repeat
+        FROM delivery_sample s
+        WHERE s.source_id = t.source_id
+          AND s.destination_id IS NOT DISTINCT FROM t.destination_id
+          AND s.mapping_id IS NOT DISTINCT FROM t.mapping_id
+          AND s.step = t.step AND s.reason_code = t.reason_code
+          AND s.at >= t.bucket AND s.at < t.bucket + interval '10 minutes'
+    ) s
+), doomed AS (
+    SELECT s.at, s.id FROM delivery_sample s JOIN ranked r ON r.at = s.at AND r.id = s.id
+    WHERE r.place > {SAMPLES_PER_BUCKET}
+    FOR UPDATE OF s SKIP LOCKED
+)
+DELETE FROM delivery_sample s USING doomed d WHERE s.at = d.at AND s.id = d.id
+"""
+
+
 @dataclass
 class SampleBatch:
-    """Samples for one batch, at most SAMPLES_PER_BUCKET per key and bucket (counting stored ones)."""
+    """Samples for one batch: per key and bucket, the bucket keeps the newest SAMPLES_PER_BUCKET,
+    favouring distinct error messages (see SAMPLE_REFRESH for how often a full bucket takes another)."""
 
     rows: dict[tuple, list[tuple]] = field(default_factory=lambda: defaultdict(list))
 
-    def wants(self, at: dt.datetime, where: Where, step: Step | str, reason_code: Reason | str = "") -> bool:
-        """Whether a sample for this key would still be kept: ask before building an expensive one."""
+    def wants(
+        self,
+        at: dt.datetime,
+        where: Where,
+        step: Step | str,
+        reason_code: Reason | str = "",
+        message: str = "",
+    ) -> bool:
+        """Whether a sample for this key would be taken: ask before building an expensive one."""
         key = _sample_key(at, where, step, reason_code)
-        return OFFERED.get(key) + len(self.rows.get(key, ())) < SAMPLES_PER_BUCKET
+        kept = OFFERED.get(key)
+        kept = _Kept(kept.count, kept.newest, set(kept.messages))
+        for row in self.rows.get(key, ()):
+            kept.take(row[0], row[8])
+        return kept.wants(at, message[:2000])
 
     def add(
         self,
@@ -201,7 +288,7 @@ class SampleBatch:
         body: object = None,
         response: object = None,
     ) -> None:
-        if not self.wants(at, where, step, reason_code):
+        if not self.wants(at, where, step, reason_code, error_message):
             return
         rows = self.rows[_sample_key(at, where, step, reason_code)]
         rows.append(
@@ -222,53 +309,25 @@ class SampleBatch:
         )
 
     def write(self) -> None:
-        offered = {key: len(rows) for key, rows in self.rows.items() if rows}
+        offered = {key: [(row[0], row[8]) for row in rows] for key, rows in self.rows.items() if rows}
         if offered:
             transaction.on_commit(lambda: OFFERED.spend(offered))  # a rolled-back batch offered nothing
         flat = []
         for (bucket, source_id, destination_id, mapping_id, step, reason_code), rows in self.rows.items():
-            for rank, row in enumerate(rows, start=1):
+            for row in rows:
                 at, workspace_id, event_type, event_name, app_version, *rest = row
                 flat.append(
                     (
                         at, bucket, workspace_id, source_id, destination_id, mapping_id, step, reason_code,
-                        event_type, event_name, app_version, *rest, rank,
+                        event_type, event_name, app_version, *rest,
                     )
                 )  # fmt: skip
         self.rows.clear()
         if not flat:
             return
-        flat = _redacted(flat)
-        types = (
-            "timestamptz[]", "timestamptz[]", "bigint[]", "bigint[]", "bigint[]", "bigint[]", "text[]",
-            "text[]", "text[]", "text[]", "text[]", "text[]", "int[]", "text[]", "text[]", "jsonb[]",
-            "jsonb[]", "jsonb[]", "int[]",
-        )  # fmt: skip
-        names = (
-            "at, bucket, workspace_id, source_id, destination_id, mapping_id, step, reason_code,"
-            " event_type, event_name, app_version, message_id, status, error_type, error_message,"
-            " sent, body, response"
-        )
-        unnest = ", ".join(f"%s::{kind}" for kind in types)
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"""
-                WITH candidate AS (
-                    SELECT * FROM unnest({unnest}) AS c({names}, rank)
-                )
-                INSERT INTO delivery_sample ({names})
-                SELECT {", ".join("c." + n.strip() for n in names.split(","))} FROM candidate c
-                WHERE c.rank + (
-                    SELECT count(*) FROM delivery_sample s
-                    WHERE s.source_id = c.source_id
-                      AND s.destination_id IS NOT DISTINCT FROM c.destination_id
-                      AND s.mapping_id IS NOT DISTINCT FROM c.mapping_id
-                      AND s.step = c.step AND s.reason_code = c.reason_code
-                      AND s.at >= c.bucket AND s.at < c.bucket + interval '10 minutes'
-                ) <= {SAMPLES_PER_BUCKET}
-                """,
-                [list(column) for column in zip(*flat, strict=True)],
-            )
+            cursor.execute(_INSERT_SAMPLES, [list(column) for column in zip(*_redacted(flat), strict=True)])
+            cursor.execute(_TRIM_SAMPLES, [list(column) for column in zip(*offered, strict=True)])
 
 
 def _redacted(flat: list[tuple]) -> list[tuple]:
@@ -282,9 +341,9 @@ def _redacted(flat: list[tuple]) -> list[tuple]:
     cleaned = []
     for row in flat:
         known = secrets.get(row[4], ())
-        *head, error_message, sent, body, response, rank = row
+        *head, error_message, sent, body, response = row
         texts = [redaction.redact(text, known) for text in (error_message, sent, body, response)]
-        cleaned.append((*head, *texts, rank))
+        cleaned.append((*head, *texts))
     return cleaned
 
 

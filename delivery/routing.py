@@ -343,7 +343,9 @@ def _route(
         if dropped := routed_source.controls.check(message):
             at_source = where(event, None, None)
             tally.add(event.received_at, at_source, Step.FILTERED_AT_SOURCE, dropped.reason)
-            if samples.wants(event.received_at, at_source, FILTERED_AT_SOURCE, dropped.reason):
+            if samples.wants(
+                event.received_at, at_source, FILTERED_AT_SOURCE, dropped.reason, dropped.error_message
+            ):
                 samples.add(
                     event.received_at,
                     at_source,
@@ -371,7 +373,7 @@ def _route(
                 tally.add(event.received_at, at, decision.step, decision.reason)
                 if queued:
                     pairs.add((destination.id, decision.mapping_id))
-                elif samples.wants(event.received_at, at, FILTERED, decision.reason):
+                elif samples.wants(event.received_at, at, FILTERED, decision.reason, decision.detail):
                     samples.add(
                         event.received_at,
                         at,

@@ -138,7 +138,7 @@ def test_a_reason_opens_its_breakdown_and_samples_escaped(operator, story):
     assert "msg-0" in html and "msg-10" not in html
     assert "email is not a valid address" in html and "BAD_REQUEST" in html
     # The label says how samples are kept (not "the most recent"), and each says how old it is.
-    assert "most recent" not in html and "the first ten of each 10-minute period" in html
+    assert "the newest of each distinct error message, then the newest of the rest" in html
     assert len(re.findall(r"data-age>[^<]*\S ago</span>", html)) == 10
 
 
