@@ -86,6 +86,7 @@ def test_operator_walks_through_a_destination_overview(page, live_server, transa
     shot(page, "07-reason-breakdown")
 
     page.click("a[data-detail=samples]")
+    page.wait_for_selector("ol.samples > li")  # count() does not wait for the new page as inner_text() does
     samples = page.locator("ol.samples > li")
     assert samples.count() == 10
     first = samples.first
