@@ -108,7 +108,10 @@ class DestinationSerializer(StrictModelSerializer):
     filters = serializers.ListField(
         child=serializers.DictField(),
         required=False,
-        help_text='Destination filters, e.g. [{"action": "drop", "if": {"type": "page"}}].',
+        help_text='Destination filter rules, in order: [{"action": "drop"|"keep", "conditions": '
+        '[{"field": "properties.plan", "op": "eq"|"ne"|"exists"|"in"|"contains", "value": ...}]}]. '
+        'Shorthand for eq conditions: {"action": "drop", "if": {"type": "page"}}. '
+        "See docs/sending-events.md, Filter rules and mapping triggers.",
     )
     consent_categories = serializers.ListField(
         child=StrictCharField(max_length=destinations.MAX_CONSENT_CATEGORY), required=False
@@ -157,7 +160,7 @@ class MappingSerializer(StrictModelSerializer):
     trigger = serializers.DictField(
         required=False,
         help_text='Which events this mapping sends: {} for all, or {"type": [...], "event": [...], '
-        '"conditions": [{"field": ..., "op": ..., "value": ...}]}.',
+        '"conditions": [{"field": ..., "op": ..., "value": ...}]}, conditions as in destination filters.',
     )
 
     class Meta:

@@ -108,6 +108,27 @@ def test_a_drop_rule_drops_what_it_matches():
     assert rules_drop(rules, {**ORDER, "properties": {"plan": "free"}}) is None
 
 
+def test_the_if_shorthand_is_the_same_rule_as_its_eq_conditions():
+    shorthand, written_out = parse_filters(
+        [
+            {"action": "drop", "if": {"type": "track", "properties.plan": "pro"}},
+            {
+                "action": "drop",
+                "conditions": [
+                    {"field": "type", "op": "eq", "value": "track"},
+                    {"field": "properties.plan", "op": "eq", "value": "pro"},
+                ],
+            },
+        ]
+    )
+
+    assert shorthand.conditions == written_out.conditions
+    both = parse_filters(
+        [{"action": "drop", "if": {"type": "track"}, "conditions": [{"field": "event", "op": "exists"}]}]
+    )
+    assert len(both[0].conditions) == 2 and both[0].matches(ORDER) and not both[0].matches({"type": "track"})
+
+
 def test_keep_rules_drop_every_event_that_matches_none_of_them():
     rules = parse_filters(
         [

@@ -75,6 +75,8 @@ def test_destination_credentials_are_never_shown_and_blank_keeps_them(acme, clie
     page = client.get(response["Location"])
     assert "cio-very-secret" not in page.content.decode() and "site-1" not in page.content.decode()
     assert "Credentials are set: api_key , site_id ." in text(page)
+    # Both ways of writing a filter rule are explained where the rules are typed.
+    assert "if is shorthand for eq conditions" in text(page) and '"conditions": [' in page.content.decode()
 
     edit = {
         "name": "Customer.io (US)",
