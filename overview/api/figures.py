@@ -21,7 +21,7 @@ from delivery.models import Destination, Source
 from delivery.steps import PIPELINE
 from overview import windows
 from overview.figures import pipeline as figures
-from overview.figures.results import FigureError, Timeseries
+from overview.figures.results import EventMatch, FigureError, Timeseries
 from overview.figures.rollup_query import Scope, destination_scope, source_scope
 from overview.parameters import mapping_for, text
 from overview.tenancy import get_scoped_or_404
@@ -156,6 +156,10 @@ WINDOW_PARAMETERS = [
 MAPPING = OpenApiParameter("mapping", int, description="Narrow the destination steps to one mapping.")
 STEP = OpenApiParameter("step", str, required=True, enum=[str(s) for s in PIPELINE])
 REASON = OpenApiParameter("reason", str, description="A reason code from the discard table.")
+EVENT_FILTERS = [
+    OpenApiParameter(name, str, description=f"Only rows whose {name.replace('_', ' ')} is exactly this.")
+    for name in ("event_type", "event_name", "app_version")
+]
 
 
 class FigureView(APIView):
@@ -222,15 +226,21 @@ class DiscardsView(FigureView):
 
 
 class BreakdownView(FigureView):
+    """Events at a step (and reason) by event type, name and app version, most frequent first;
+    `event_type`, `event_name` and `app_version` keep the rows equal to each one given."""
+
     @extend_schema(
-        parameters=[*WINDOW_PARAMETERS, MAPPING, STEP, REASON], responses=BreakdownSerializer(many=True)
+        parameters=[*WINDOW_PARAMETERS, MAPPING, STEP, REASON, *EVENT_FILTERS],
+        responses=BreakdownSerializer(many=True),
     )
     def get(self, request: Request, pk: int) -> Response:
         return super().get(request, pk)
 
     def figure(self, request, scope, window):
-        rows = figures.breakdown(scope, window, _step(request), _reason(request))
-        return BreakdownSerializer(rows, many=True).data
+        params = request.query_params
+        match = EventMatch(**{p.name: text(params.get(p.name), p.name) or "" for p in EVENT_FILTERS})
+        table = figures.breakdown(scope, window, _step(request), _reason(request), match)
+        return BreakdownSerializer(table.rows, many=True).data
 
 
 class SamplesView(FigureView):

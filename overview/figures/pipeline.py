@@ -10,9 +10,13 @@ from delivery.catalogue import describe
 from delivery.models import Sample
 from delivery.steps import DISCARD_STEPS, Step
 from overview.figures.results import (
+    Breakdown,
+    BreakdownGroup,
     BreakdownRow,
     Bucket,
     DiscardRow,
+    EventMatch,
+    Figure,
     FigureError,
     Pipeline,
     SampleView,
@@ -164,9 +168,14 @@ def discards(scope: Scope, window: Window, step: Step | str) -> list[DiscardRow]
 
 
 def breakdown(
-    scope: Scope, window: Window, step: Step | str, reason: str | None = None
-) -> list[BreakdownRow]:
-    """Event type, name and app version of the events at a step (and reason), most frequent first."""
+    scope: Scope,
+    window: Window,
+    step: Step | str,
+    reason: str | None = None,
+    match: EventMatch | None = None,
+) -> Breakdown:
+    """Event type, name and app version of the events at a step (and reason), most frequent first, kept
+    to what `match` admits; also grouped by type and name with their versions beneath."""
     step = check_step(str(step), scope.steps, "a breakdown")
     only = (step, reason) if reason is not None else None
     periods = [window, window.previous()]
@@ -180,18 +189,37 @@ def breakdown(
         scope, periods, [step], BY_EVENT, only_reason=only
     ):
         counts[(event_type, event_name, app_version)][period] += count
-    result = [
-        BreakdownRow(
-            **figure(step, n[CURRENT], n[PREVIOUS], received[CURRENT], received[PREVIOUS]).__dict__,
-            event_type=key[0],
-            event_name=key[1],
-            app_version=key[2],
-        )
-        for key, n in counts.items()
+
+    def counted(current: int, previous: int) -> Figure:
+        return figure(step, current, previous, received[CURRENT], received[PREVIOUS])
+
+    every = [
+        BreakdownRow(**counted(n[CURRENT], n[PREVIOUS]).__dict__, event_type=t, event_name=e, app_version=v)
+        for (t, e, v), n in counts.items()
         if n[CURRENT] or n[PREVIOUS]
     ]
-    return sorted(
-        result, key=lambda r: (-r.count, -r.previous_count, r.event_type, r.event_name, r.app_version)
+    every.sort(key=lambda r: (-r.count, -r.previous_count, r.event_type, r.event_name, r.app_version))
+    rows = [row for row in every if match is None or match.admits(row)]
+    grouped: dict[tuple[str, str], list[BreakdownRow]] = defaultdict(list)
+    for row in rows:  # already most frequent first, so each group's versions are too
+        grouped[(row.event_type, row.event_name)].append(row)
+    groups = [
+        BreakdownGroup(
+            **counted(sum(v.count for v in versions), sum(v.previous_count for v in versions)).__dict__,
+            event_type=event_type,
+            event_name=event_name,
+            versions=tuple(versions),
+        )
+        for (event_type, event_name), versions in grouped.items()
+    ]
+    groups.sort(key=lambda g: (-g.count, -g.previous_count, g.event_type, g.event_name))
+    return Breakdown(
+        rows=rows,
+        groups=groups,
+        event_types=sorted({row.event_type for row in every}),
+        event_names=sorted({row.event_name for row in every if row.event_name}),
+        app_versions=sorted({row.app_version for row in every if row.app_version}),
+        unfiltered_rows=len(every),
     )
 
 

@@ -159,6 +159,51 @@ class BreakdownRow(Figure):
 
 
 @dataclass(frozen=True)
+class EventMatch:
+    """Which breakdown rows to show: each field set must equal the row's ("" matches any)."""
+
+    event_type: str = ""
+    event_name: str = ""
+    app_version: str = ""
+
+    def admits(self, row: BreakdownRow) -> bool:
+        return all(
+            not wanted or wanted == got
+            for wanted, got in (
+                (self.event_type, row.event_type),
+                (self.event_name, row.event_name),
+                (self.app_version, row.app_version),
+            )
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.event_type or self.event_name or self.app_version)
+
+
+@dataclass(frozen=True)
+class BreakdownGroup(Figure):
+    """One event type and name, summed over its app versions (`versions`, most frequent first)."""
+
+    event_type: str = ""
+    event_name: str = ""
+    versions: tuple[BreakdownRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """A step's events by type, name and app version: the rows a filter admits, most frequent first, the
+    same rows grouped by type and name, and the values present before filtering (for the filter's
+    choices)."""
+
+    rows: list[BreakdownRow]
+    groups: list[BreakdownGroup]
+    event_types: list[str]
+    event_names: list[str]
+    app_versions: list[str]
+    unfiltered_rows: int
+
+
+@dataclass(frozen=True)
 class SampleView:
     message_id: str
     at: dt.datetime

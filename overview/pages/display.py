@@ -1,13 +1,14 @@
 """How figures read on the page: numbers, shares, changes with their tone, sparklines, chart data."""
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils import timezone
 
 from delivery.steps import LABELS, Step
-from overview.figures.results import Figure, StepFigure, Timeseries
+from overview.figures.results import BreakdownGroup, BreakdownRow, Figure, StepFigure, Timeseries
 
 # Colours of the chart's lines (the CSS uses the same ones for the steps' accents).
 STEP_COLOURS = {
@@ -143,6 +144,43 @@ def step_card(
 
 def row_value(fig: Figure, metric: str) -> str:
     return number(fig.count) if metric == "count" else percent(fig.percent)
+
+
+@dataclass(frozen=True)
+class Line:
+    """A breakdown row or group as the table shows it."""
+
+    fig: Figure
+    value: str
+    change: Change
+
+
+def breakdown_line(fig: Figure, step: Step | str, metric: str) -> Line:
+    return Line(fig, row_value(fig, metric), change(step, fig, metric))
+
+
+def _ordered(items: list, sort: str, metric: str, name: Callable[[object], tuple]) -> list:
+    """Breakdown groups or versions in the table's order: `sort` is "events", "name" or "change", with
+    "-" first for descending. Change sorts by the change shown: the count's under "Count", else the % or
+    points, where one with nothing to compare with sorts last either way."""
+    column, descending = sort.lstrip("-"), sort.startswith("-")
+    if column == "name":
+        return sorted(items, key=name, reverse=descending)
+    if column == "change" and metric == "count":
+        return sorted(items, key=lambda item: (item.delta, item.count), reverse=descending)
+    if column == "change":
+        known = [item for item in items if item.change is not None]
+        unknown = [item for item in items if item.change is None]
+        return sorted(known, key=lambda item: item.change, reverse=descending) + unknown
+    return sorted(items, key=lambda item: (item.count, item.previous_count), reverse=descending)
+
+
+def sort_groups(groups: list[BreakdownGroup], sort: str, metric: str) -> list[BreakdownGroup]:
+    return _ordered(groups, sort, metric, lambda g: (g.event_name.casefold() or g.event_type, g.event_type))
+
+
+def sort_rows(rows: tuple[BreakdownRow, ...], sort: str, metric: str) -> list[BreakdownRow]:
+    return _ordered(list(rows), sort, metric, lambda r: (r.app_version.casefold(),))
 
 
 def sparkline(values: list[int], width: int = 120, height: int = 28) -> str:

@@ -22,13 +22,20 @@ from delivery.steps import DISCARD_STEPS, PIPELINE, Step
 from overview import windows
 from overview.figures import pipeline as figures
 from overview.figures.home import workspace_summary
-from overview.figures.results import FigureError
+from overview.figures.results import EventMatch, FigureError
 from overview.figures.rollup_query import SOURCE_PIPELINE, Scope, destination_scope, source_scope
 from overview.pages import display
 from overview.pages.navigation import operator_zone, render_page, zone_name
-from overview.pages.state import State
+from overview.pages.state import FILTERS, State
 from overview.parameters import mapping_for, text
 from overview.tenancy import workspace_or_404, workspaces_for
+
+# The breakdown's groups shown at once, most events first (a filter narrows the rest).
+BREAKDOWN_GROUPS = 100
+# What the breakdown's filter form carries along (its own fields are the filters).
+VIEW = ("range", "start", "end", "tz", "mapping", "metric", "step", "reason")
+# Carried when the range or mapping changes: the breakdown's order and filters.
+KEPT = ("detail", "sort", *FILTERS)
 
 PRESET_SHORT = {"10m": "10 min", "1h": "1 hour", "24h": "24 hours", "7d": "7 days", "14d": "2 weeks"}
 
@@ -180,8 +187,8 @@ def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[s
             ("count", "Count", state.query(metric="count")),
         ],
         "custom": {"start": custom_start, "end": custom_end, "min": oldest, "max": latest},
-        "hidden_for_mapping": state.hidden("range", "start", "end", "tz", "metric", "step", "reason"),
-        "hidden_for_custom": state.hidden("mapping", "metric", "step", "reason"),
+        "hidden_for_mapping": state.hidden("range", "start", "end", "tz", "metric", "step", "reason", *KEPT),
+        "hidden_for_custom": state.hidden("mapping", "metric", "step", "reason", *KEPT),
         "clear_step_url": state.query(step=""),
     }
     if state.step:
@@ -229,8 +236,30 @@ def _panel(state: State, scope: Scope, window: windows.Window) -> dict:
     if state.detail == "samples":
         panel["samples"] = figures.samples(scope, window, step, state.reason)
         return panel
-    rows = figures.breakdown(scope, window, step, state.reason)
-    panel["rows"] = [
-        (row, display.row_value(row, state.metric), display.change(step, row, state.metric)) for row in rows
-    ]
+    match = EventMatch(**state.filters)
+    table = figures.breakdown(scope, window, step, state.reason, match)
+    groups = display.sort_groups(table.groups, state.sort, state.metric)[:BREAKDOWN_GROUPS]
+
+    def line(fig):
+        return display.breakdown_line(fig, step, state.metric)
+
+    def versions(group):
+        return display.sort_rows(group.versions, state.sort, state.metric)
+
+    panel.update(
+        breakdown=table,
+        filtered=bool(match),
+        filter_hidden=state.hidden(*VIEW, "sort"),
+        filter_fields=[
+            ("event_type", "Event type", table.event_types, state.event_type),
+            ("event_name", "Event name", table.event_names, state.event_name),
+            ("app_version", "App version", table.app_versions, state.app_version),
+        ],
+        clear_filters_url=state.query(event_type="", event_name="", app_version=""),
+        sort_urls={column: state.sorted_by(column) for column in ("name", "events", "change")},
+        groups=[
+            (line(g), [line(r) for r in display.sort_rows(g.versions, state.sort, state.metric)])
+            for g in groups
+        ],
+    )
     return panel

@@ -15,3 +15,10 @@ def card(html: str, step: str) -> str:
     match = re.search(rf'<a href="[^"]*" class="step[^"]*" data-step="{step}".*?</a>', html, re.S)
     assert match, f"no card for {step}"
     return " ".join(re.sub(r"<[^>]+>", " ", match.group(0)).split())
+
+
+def breakdown(html: str) -> str:
+    """The text of the breakdown table's rows (its groups and their versions), without its head."""
+    match = re.search(r'<table class="table table--breakdown">.*?</thead>(.*?)</table>', html, re.S)
+    assert match, "no breakdown table"
+    return " ".join(re.sub(r"<[^>]+>", " ", match.group(1)).split())

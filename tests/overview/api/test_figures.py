@@ -93,6 +93,16 @@ def test_discards_breakdown_and_samples(api, story):
     }  # fmt: skip
     by_reason = api.get(figures(story, "breakdown"), {"step": "failed_delivery", "reason": "401"}).json()
     assert [(r["event_name"], r["count"]) for r in by_reason] == [("Order Completed", 1)]
+    # Filters keep the rows equal to each field given, as the page's breakdown filter does.
+    received = {"step": "received", "range": "24h"}
+    assert [
+        r["app_version"]
+        for r in api.get(figures(story, "breakdown"), {**received, "app_version": "2.0"}).json()
+    ] == ["2.0"]
+    identify = api.get(figures(story, "breakdown"), {**received, "event_type": "identify"}).json()
+    assert [(r["event_type"], r["count"]) for r in identify] == [("identify", 40)]
+    none = {**received, "event_name": "Signed Up", "app_version": "1.0"}
+    assert api.get(figures(story, "breakdown"), none).json() == []
 
     samples = api.get(figures(story, "samples"), {"step": "failed_delivery", "reason": "400"}).json()
     assert len(samples) == 10

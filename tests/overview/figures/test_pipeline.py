@@ -5,11 +5,13 @@ import datetime as dt
 
 import pytest
 
+from delivery.recording import Tally, Where
+from delivery.steps import Step
 from overview import windows
 from overview.figures import pipeline as figures
-from overview.figures.results import FigureError, Pipeline
+from overview.figures.results import EventMatch, FigureError, Pipeline
 from overview.figures.rollup_query import destination_scope, source_scope
-from tests.overview.story import NOW, day_window, make_story
+from tests.overview.story import CURRENT, NOW, day_window, make_story
 
 
 def counts(pipeline: Pipeline) -> dict[str, int]:
@@ -108,7 +110,7 @@ def test_discard_table_refuses_a_step_without_reasons(story):
 
 def test_breakdown_by_event_type_name_and_version(story):
     scope = destination_scope(story.destination)
-    rows = figures.breakdown(scope, day_window(), "received")
+    rows = figures.breakdown(scope, day_window(), "received").rows
 
     assert [(r.event_type, r.event_name, r.app_version, r.count, r.previous_count) for r in rows] == [
         ("track", "Order Completed", "1.0", 60, 80),
@@ -117,10 +119,44 @@ def test_breakdown_by_event_type_name_and_version(story):
     ]
     assert rows[1].change == 150.0 and rows[2].change is None
 
-    reason_rows = figures.breakdown(scope, day_window(), "failed_delivery", "400")
+    reason_rows = figures.breakdown(scope, day_window(), "failed_delivery", "400").rows
     assert [(r.event_name, r.count, r.previous_count) for r in reason_rows] == [("Order Completed", 3, 1)]
     assert reason_rows[0].change_unit == "pp"
     assert reason_rows[0].change == pytest.approx(3 / 1.5 - 1)
+
+
+def test_breakdown_groups_versions_under_their_event_name_and_filters_by_each_field(story):
+    # Two more versions of Order Completed arrive in the window: 60 on 1.0 (the story's), 25 on 1.1, 5 on 2.0.
+    tally = Tally()
+    for version, n in (("1.1", 25), ("2.0", 5)):
+        where = Where(story.workspace.id, story.web.id, None, None, "track", "Order Completed", version)
+        tally.add(CURRENT, where, Step.RECEIVED, n=n)
+    tally.write()
+    scope = destination_scope(story.destination)
+
+    table = figures.breakdown(scope, day_window(), "received")
+
+    assert [(g.event_type, g.event_name, g.count, g.previous_count) for g in table.groups] == [
+        ("track", "Order Completed", 90, 80),
+        ("track", "Signed Up", 50, 20),
+        ("identify", "", 40, 0),
+    ]
+    order = table.groups[0]
+    assert [(v.app_version, v.count) for v in order.versions] == [("1.0", 60), ("1.1", 25), ("2.0", 5)]
+    # The group's share and change are those of its summed counts: 90 of 180 received, 80 before.
+    assert order.percent == pytest.approx(50.0) and order.change == pytest.approx(12.5)
+    assert (table.event_types, table.app_versions) == (["identify", "track"], ["1.0", "1.1", "2.0"])
+    assert table.event_names == ["Order Completed", "Signed Up"] and table.unfiltered_rows == 5
+
+    by_version = figures.breakdown(scope, day_window(), "received", match=EventMatch(app_version="2.0"))
+    assert [(r.event_name, r.count) for r in by_version.rows] == [("Signed Up", 50), ("Order Completed", 5)]
+    assert by_version.event_names == table.event_names  # the filter's choices do not shrink with it
+    by_type = figures.breakdown(scope, day_window(), "received", match=EventMatch(event_type="identify"))
+    assert [(r.event_type, r.count) for r in by_type.rows] == [("identify", 40)]
+    both = EventMatch(event_name="Order Completed", app_version="1.1")
+    assert [r.count for r in figures.breakdown(scope, day_window(), "received", match=both).rows] == [25]
+    nothing = EventMatch(event_name="Signed Up", app_version="1.1")
+    assert figures.breakdown(scope, day_window(), "received", match=nothing).groups == []
 
 
 def test_samples_are_the_newest_ten_of_the_step_and_reason(story):

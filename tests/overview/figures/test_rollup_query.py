@@ -52,7 +52,7 @@ def test_figures_without_event_dimensions_read_the_step_tables(db):
         cursor.execute("TRUNCATE delivery_rollup_steps, delivery_rollup_steps_hourly")
 
     assert figures.pipeline(scope, day_window()).received == 0  # so they really are what is read
-    assert figures.breakdown(scope, day_window(), "received")  # breakdowns still read the wide tables
+    assert figures.breakdown(scope, day_window(), "received").rows  # breakdowns still read the wide tables
 
 
 def test_tally_writes_daily_rollups_that_sum_the_hourly_rollups_exactly(db):
@@ -95,12 +95,12 @@ def test_breakdowns_over_days_read_the_daily_table(db):
     scope = destination_scope(story.destination)
     # The story's events 26 hours before NOW lie in a whole UTC day of this window, read from days.
     window = Window(NOW - dt.timedelta(days=3), NOW, "custom")
-    total = sum(row.count for row in figures.breakdown(scope, window, "received"))
+    total = sum(row.count for row in figures.breakdown(scope, window, "received").rows)
 
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE delivery_rollup_daily")
 
-    assert sum(row.count for row in figures.breakdown(scope, window, "received")) < total
+    assert sum(row.count for row in figures.breakdown(scope, window, "received").rows) < total
 
 
 def test_long_custom_windows_are_exact_to_the_minute_at_both_edges(db):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from delivery.recording import Tally, Where
 from delivery.steps import Step
 from tests.factories import make_destination, make_source, make_user, make_workspace
+from tests.overview.page_text import breakdown as breakdown_text
 from tests.overview.page_text import card
 from tests.overview.story import make_story, record
 
@@ -128,8 +129,7 @@ def test_a_discard_step_opens_its_reasons_with_remedies(operator, story):
 def test_a_reason_opens_its_breakdown_and_samples_escaped(operator, story):
     html = operator.get(overview_url(story, "?metric=count&step=failed_delivery&reason=400")).content.decode()
     assert "400 Bad Request" in html and "The destination&#x27;s API rejected the payload as invalid." in html
-    breakdown = re.search(r"<tbody>(.*?)</tbody>", html, re.S).group(1)
-    assert text(breakdown) == "track Order Completed 1.0 3 +2"
+    assert breakdown_text(html) == "track Order Completed 1.0 3 +2"
 
     samples = operator.get(overview_url(story, "?step=failed_delivery&reason=400&detail=samples"))
     html = samples.content.decode()
@@ -145,15 +145,64 @@ def test_a_reason_opens_its_breakdown_and_samples_escaped(operator, story):
 def test_first_and_last_steps_open_a_breakdown(operator, story):
     html = operator.get(overview_url(story, "?step=received&metric=count")).content.decode()
 
-    assert text(re.search(r"<tbody>(.*?)</tbody>", html, re.S).group(1)) == (
+    assert breakdown_text(html) == (
         "track Order Completed 1.0 60 -20 track Signed Up 2.0 50 +30 identify — 1.0 40 +40"
     )
     html = operator.get(
         overview_url(story, f"?step=delivered&mapping={story.identifies.id}")
     ).content.decode()
-    assert text(re.search(r"<tbody>(.*?)</tbody>", html, re.S).group(1)) == (
+    assert breakdown_text(html) == (
         "track Order Completed 1.0 24.7% 37 events new identify — 1.0 0.0% 0 events ▼ 100.0%"
     )
+
+
+def test_the_breakdown_groups_versions_under_each_name_sorts_and_filters(operator, story):
+    tally = Tally()
+    for version, n in (("1.1", 25), ("2.0", 5)):
+        where = Where(story.workspace.id, story.web.id, None, None, "track", "Order Completed", version)
+        tally.add(timezone.now() - dt.timedelta(hours=2), where, Step.RECEIVED, n=n)
+    tally.write()
+    url = overview_url(story, "?step=received&metric=count")
+
+    html = operator.get(url).content.decode()
+    # Order Completed sums its three versions (90, 80 before) and lists them beneath, most events first.
+    assert breakdown_text(html) == (
+        "track Order Completed 3 versions 90 +10 1.0 60 -20 1.1 25 +25 2.0 5 +5"
+        " track Signed Up 2.0 50 +30 identify — 1.0 40 +40"
+    )
+    assert "3 groups, 5 rows with their app versions" in text(html)
+
+    by_name = operator.get(url + "&sort=name").content.decode()
+    assert breakdown_text(by_name).startswith(
+        "identify — 1.0 40 +40 track Order Completed 3 versions 90 +10 1.0"
+    )
+    assert 'aria-sort="ascending"><a class="sort" data-sort="name" href="?' in by_name
+    assert "sort=-name" in re.search(r'data-sort="name" href="([^"]*)"', by_name).group(1)
+    # Change sorts by the change shown: under Count, the counts' (+40, +30, +10); else the % (new last).
+    by_change = operator.get(url + "&sort=-change").content.decode()
+    assert breakdown_text(by_change).startswith("identify — 1.0 40 +40 track Signed Up")
+    by_percent = operator.get(overview_url(story, "?step=received&sort=-change")).content.decode()
+    assert [m for m in re.findall(r'data-event="([^"]+)"', by_percent)] == [
+        "track:Signed Up",
+        "track:Order Completed",
+        "identify:",
+    ]
+
+    filtered = operator.get(url + "&app_version=2.0").content.decode()
+    assert breakdown_text(filtered) == "track Signed Up 2.0 50 +30 track Order Completed 2.0 5 +5"
+    assert "(5 before the filter)" in text(filtered) and "Clear filters" in filtered
+    # The filter's choices are every value at the step, and the form carries the view along.
+    assert '<option value="1.1">1.1</option>' in filtered and '<option value="2.0" selected>' in filtered
+    assert '<input type="hidden" name="step" value="received">' in filtered
+    assert '<input type="hidden" name="metric" value="count">' in filtered
+    # The steps above are not filtered: received is still every event.
+    assert card(filtered, "received").startswith("Successfully received 180")
+    # Other links keep the filter: a range change, the samples tab.
+    assert "app_version=2.0" in re.search(
+        r'data-range="7d"[^>]*href="([^"]*)"|href="([^"]*)"[^>]*data-range="7d"', filtered
+    ).group(0)
+    nothing = operator.get(url + "&event_name=Signed+Up&app_version=1.0").content.decode()
+    assert "No events at this step match the filter in this window." in nothing
 
 
 def test_the_page_lags_five_minutes_and_the_api_does_not(operator, story):
