@@ -38,6 +38,11 @@ VOLUME_WINDOW = dt.timedelta(minutes=60)
 VOLUME_HISTORY_DAYS = 7
 HYSTERESIS_POINTS = 1.0
 RECOVERY_CHECKS = 2
+# Why a figure was not judged (AlertRule.last_note), shown where the rule's state would say "OK".
+NO_HISTORY = "not enough history yet"
+NO_USUAL_VOLUME = "no usual volume to compare with"
+UNDER_MINIMUM = "under the minimum volume"
+NO_DELIVERIES = "no finished deliveries yet"
 # The beat dispatcher runs every minute; a rule evaluated more recently than this is not due yet.
 EVALUATE_EVERY = dt.timedelta(seconds=50)
 
@@ -54,6 +59,7 @@ class Measurement:
     recovered: bool  # on the healthy side by the hysteresis margin (or not judged)
     text: str  # the figure in words, for the timeline and the messages
     baseline: float | None = None  # usual level (volume rules)
+    note: str = ""  # why the figure was not judged, shown in place of "OK" ("" when it was)
 
 
 @dataclass(frozen=True)
@@ -82,10 +88,11 @@ def measure_delivery_rate(rule: AlertRule, now: dt.datetime) -> Measurement:
     rate = delivery_rate(delivered, failed)
     text = _rate_text(rate, delivered, failed, figures.step(Step.PENDING_RETRY).count)
     volume = delivered + failed
-    if rate is None or volume < rule.min_volume:
-        if rate is not None:
-            text += f"; under the minimum volume of {rule.min_volume:,}, not judged"
-        return Measurement(rate, volume, window, False, False, True, text)
+    if rate is None:
+        return Measurement(rate, volume, window, False, False, True, text, note=NO_DELIVERIES)
+    if volume < rule.min_volume:
+        text += f"; under the minimum volume of {rule.min_volume:,}, not judged"
+        return Measurement(rate, volume, window, False, False, True, text, note=UNDER_MINIMUM)
     healthy_from = min(rule.threshold + HYSTERESIS_POINTS, 100.0)
     return Measurement(rate, volume, window, True, rate < rule.threshold, rate >= healthy_from, text)
 
@@ -117,12 +124,14 @@ def measure_source_volume(rule: AlertRule, now: dt.datetime) -> Measurement:
     usual, days = usual_volume(rule.source, window)
     text = f"{current:,} events received in the last hour"
     if usual is None:
-        return Measurement(None, current, window, False, False, True, text + "; no usual level yet")
+        text += "; no usual level yet"
+        return Measurement(None, current, window, False, False, True, text, note=NO_HISTORY)
     usual_text = f"usual level {usual:,.1f} (same hour, previous {days} day{'s' if days != 1 else ''})"
     if usual == 0 or usual < rule.min_volume:
         why = "usual level is zero" if usual == 0 else f"under the minimum volume of {rule.min_volume:,}"
         text = f"{text}, {usual_text}; {why}, not judged"
-        return Measurement(None, current, window, False, False, True, text)
+        note = NO_USUAL_VOLUME if usual == 0 else UNDER_MINIMUM
+        return Measurement(None, current, window, False, False, True, text, note=note)
     change = (current - usual) * 100 / usual
     direction = "above" if change >= 0 else "below"
     text = f"{text}, {abs(change):.1f}% {direction} its {usual_text}"
@@ -247,9 +256,13 @@ def evaluate_rule(rule_id: int, now: dt.datetime | None = None, *, force: bool =
         notify_kinds = (IncidentEvent.Kind.OPENED, IncidentEvent.Kind.RESOLVED)
         deliveries = _deliveries_for(rule, event) if event and event.kind in notify_kinds else []
         rule.last_evaluated_at, rule.last_value, rule.last_volume = now, m.value, m.volume
+        rule.last_text, rule.last_note = m.text, m.note
         rule.save(
-            update_fields=["state", "recovered_checks", "last_evaluated_at", "last_value", "last_volume"]
-        )
+            update_fields=[
+                "state", "recovered_checks", "last_evaluated_at", "last_value", "last_volume", "last_text",
+                "last_note",
+            ]
+        )  # fmt: skip
     return Evaluation(rule_id, m, event, tuple(d.id for d in deliveries))
 
 

@@ -67,6 +67,10 @@ class AlertRule(models.Model):
     last_value = models.FloatField(null=True, blank=True, editable=False)
     last_volume = models.BigIntegerField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, default="", editable=False)
+    # The last evaluation's figure in words, and why it was not judged ("" when it was): a volume rule
+    # without a usual level yet is "not enough history yet", not OK.
+    last_text = models.TextField(blank=True, default="", editable=False)
+    last_note = models.CharField(max_length=60, blank=True, default="", editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -48,8 +48,9 @@ class ChannelError(Exception):
 @dataclass(frozen=True)
 class Message:
     subject: str
-    text: str
+    text: str  # for email and Slack: with the time in UTC and the overview's full URL
     link: str
+    page_text: str = ""  # for the in-app list, which shows the time in the reader's zone
 
 
 def overview_path(incident: Incident) -> str:
@@ -101,16 +102,20 @@ def message_for(event: IncidentEvent) -> Message:
         subject = f"Resolved: {name} {figure} ({threshold})"
     else:
         subject = f"Alert: {name} {figure} ({threshold})"
+    about = [
+        f"{what} {name!r} in workspace {incident.workspace.name}.",
+        event.message,
+        f"Rule: {incident.summary}.",
+    ]
     text = "\n".join(
         [
-            f"{what} {name!r} in workspace {incident.workspace.name}.",
-            event.message,
-            f"Rule: {incident.summary}.",
+            *about,
             f"{event.get_kind_display()} at {event.at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC.",
             f"The overview at the moment it broke: {link}",
         ]
     )
-    return Message(subject, text, link)
+    # In-app, the page shows the time in the operator's zone and links the incident: no UTC time here.
+    return Message(subject, text, link, "\n".join(about))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -132,7 +137,7 @@ class InApp:
                 workspace_id=rule.workspace_id,
                 incident=incident,
                 title=message.subject,
-                body=message.text,
+                body=message.page_text or message.text,
                 link=message.link,
             )
             for user in _members(rule)

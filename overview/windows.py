@@ -45,6 +45,8 @@ class Window:
     end: dt.datetime  # exclusive (UTC, minute-aligned)
     range: str  # a PRESETS key, or "custom"
     lookback: dt.timedelta = dt.timedelta(0)
+    # A custom end past the newest settled minute, brought back to it (the page says so); else None.
+    asked_end: dt.datetime | None = None
 
     @property
     def length(self) -> dt.timedelta:
@@ -105,10 +107,10 @@ def custom(
     oldest = minute_floor(now.astimezone(dt.UTC)) - OLDEST
     if start < oldest:
         raise WindowError("The start must be inside the last 14 days: older events are no longer kept.")
-    end = min(end, latest)
+    asked, end = end, min(end, latest)
     if end <= start:
         raise WindowError("The end must be at least one minute after the start (and not in the future).")
-    return Window(start, end, CUSTOM, lookback)
+    return Window(start, end, CUSTOM, lookback, asked if asked > end else None)
 
 
 def parse_moment(text: str, tz: dt.tzinfo, name: str) -> dt.datetime:

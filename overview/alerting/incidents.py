@@ -23,6 +23,28 @@ def recent_incidents(workspace: Workspace, **subject) -> list[Incident]:
     )
 
 
+def open_incidents(workspace: Workspace, **subject) -> list[Incident]:
+    """The incidents firing now, oldest first, with their rules (for the home rows and the overview
+    banner); `subject` narrows to one destination or source."""
+    return list(
+        Incident.objects.filter(workspace=workspace, status=Incident.Status.OPEN, **subject)
+        .select_related("rule")
+        .order_by("opened_at")
+    )
+
+
+def firing_by_subject(workspace: Workspace) -> tuple[dict[int, list[Incident]], dict[int, list[Incident]]]:
+    """Open incidents per destination id and per source id."""
+    destinations: dict[int, list[Incident]] = {}
+    sources: dict[int, list[Incident]] = {}
+    for incident in open_incidents(workspace):
+        if incident.destination_id:
+            destinations.setdefault(incident.destination_id, []).append(incident)
+        elif incident.source_id:
+            sources.setdefault(incident.source_id, []).append(incident)
+    return destinations, sources
+
+
 @login_required
 def alerts_home(request: HttpRequest, slug: str) -> HttpResponse:
     workspace = workspace_or_404(request.user, slug)

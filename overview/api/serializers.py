@@ -267,12 +267,21 @@ class AlertRuleSerializer(StrictModelSerializer):
         fields = [
             "id", "workspace", "kind", "destination", "source", "description", "threshold", "min_volume",
             "channels", "email_recipients", "slack_webhook_url", "has_slack_webhook", "muted", "state",
-            "open_incident", "last_evaluated_at", "last_value", "last_volume", "created_at",
+            "open_incident", "last_evaluated_at", "last_value", "last_volume", "last_text", "last_note",
+            "created_at",
         ]  # fmt: skip
         read_only_fields = [
             "workspace", "description", "state", "last_evaluated_at", "last_value", "last_volume",
-            "created_at",
+            "last_text", "last_note", "created_at",
         ]  # fmt: skip
+        extra_kwargs = {
+            "last_text": {"help_text": "The last evaluation's figure in words."},
+            "last_note": {
+                "help_text": "Why the last evaluation did not judge the figure (state stays ok): "
+                "'not enough history yet', 'no usual volume to compare with', 'under the minimum volume', "
+                "'no finished deliveries yet'; '' when it was judged."
+            },
+        }
 
     def get_has_slack_webhook(self, rule: AlertRule) -> bool:
         return bool(rule.slack_webhook_encrypted)

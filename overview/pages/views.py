@@ -20,6 +20,7 @@ from delivery.catalogue import describe, reasons_for
 from delivery.models import Destination, Source
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
 from overview import windows
+from overview.alerting.incidents import firing_by_subject, open_incidents
 from overview.figures import pipeline as figures
 from overview.figures.home import workspace_summary
 from overview.figures.results import EventMatch, FigureError
@@ -63,9 +64,15 @@ def workspace(request: HttpRequest, slug: str) -> HttpResponse:
     if sources and not any(s.received for s in summary.sources):
         everything = Scope(tuple(s.id for s in sources), steps=SOURCE_PIPELINE)
         settling = figures.received_since_window(everything, window)
+    firing_destinations, firing_sources = firing_by_subject(ws)
     rows = {
-        "sources": [(s, display.sparkline(s.trend)) for s in summary.sources],
-        "destinations": [(d, display.sparkline(d.trend)) for d in summary.destinations],
+        "sources": [
+            (s, display.sparkline(s.trend), firing_sources.get(s.source.id, [])) for s in summary.sources
+        ],
+        "destinations": [
+            (d, display.sparkline(d.trend), firing_destinations.get(d.destination.id, []))
+            for d in summary.destinations
+        ],
     }
     return render_page(
         request,
@@ -110,6 +117,7 @@ def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
         sources=list(destination.sources.order_by("name")),
         endpoint_host=urlsplit(destination.endpoint).hostname or "",
         fanout_rule=fanout.RULE,
+        firing=open_incidents(ws, destination=destination),
     )
     return render_page(request, "overview/destination.html", context, status=400 if problems else 200)
 
@@ -120,7 +128,12 @@ def source_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     source = get_object_or_404(Source, workspace=ws, pk=pk)
     state, problems = State.from_query(request.GET), []
     context = _overview(request, state, source_scope(source), problems)
-    context.update(workspace=ws, source=source, destinations=list(source.destinations.order_by("name")))
+    context.update(
+        workspace=ws,
+        source=source,
+        destinations=list(source.destinations.order_by("name")),
+        firing=open_incidents(ws, source=source),
+    )
     return render_page(request, "overview/source.html", context, status=400 if problems else 200)
 
 

@@ -101,6 +101,8 @@ def test_messages_name_the_destination_the_figure_the_threshold_and_link_to_the_
         ("olivia", subject, link, None),
         ("victor", subject, link, None),
     ]
+    # In-app, the list shows the time in the reader's zone and links the incident: no UTC time in the body.
+    assert {n.body for n in notifications} == {"\n".join(body.splitlines()[:3])}
     deliveries = ChannelDelivery.objects.order_by("id")
     assert [(d.channel, d.target, d.status, d.attempts) for d in deliveries] == [
         ("in_app", "members of Acme", "sent", 1),

@@ -9,6 +9,8 @@ import time
 import pytest
 from django.utils import timezone
 
+from overview import alerts
+from overview.models import AlertRule
 from tests.browser import PASSWORD, open_page, shot
 from tests.overview.story import make_story, record
 
@@ -68,6 +70,11 @@ def sign_in(page, base: str, user) -> None:
 def test_every_page_fits_every_width(chromium, live_server, transactional_db):
     story = make_story()
     record(story, timezone.now())
+    # A firing rule (96.6 % < 99 %), so the home row's badge and the overview's banner are on the pages.
+    rule = AlertRule.objects.create(
+        workspace=story.workspace, kind="delivery_rate", destination=story.destination, threshold=99
+    )
+    assert alerts.evaluate_rule(rule.id).event.kind == "opened"
     base, slug = live_server.url, story.workspace.slug
     overview = f"{base}/w/{slug}/destinations/{story.destination.id}/"
     pages = {
@@ -78,6 +85,7 @@ def test_every_page_fits_every_width(chromium, live_server, transactional_db):
         "destination-samples": f"{overview}?step=failed_delivery&reason=400&detail=samples",
         "source": f"{base}/w/{slug}/sources/{story.web.id}/",
         "catalogue": f"{base}/w/{slug}/catalogue/",
+        "alerts": f"{base}/w/{slug}/alerts/",
         "settings": f"{base}/w/{slug}/settings/",
         "destination-settings": f"{base}/w/{slug}/settings/destinations/{story.destination.id}/",
         "source-settings": f"{base}/w/{slug}/settings/sources/{story.web.id}/",
