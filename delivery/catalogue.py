@@ -208,6 +208,29 @@ _ENTRIES: list[DiscardReason] = [
         " about 1,000, too deep to read at all), past what the pipeline can store and check.",
         "Flatten what the client puts in the message; the sample shows it, cut at 64 levels.",
     ),
+    DiscardReason(
+        Reason.ORIGIN_NOT_ALLOWED,
+        _INGEST,
+        "Origin not allowed",
+        "A web page on an origin the source's allowed origins do not list sent a request with its write"
+        " key; it was refused (403) and nothing in it was stored.",
+        "If the page is yours, add its origin (scheme, host and port, as the browser's Origin header has"
+        " it) to the source's allowed origins; otherwise someone else is using the write key.",
+    ),
+    DiscardReason(
+        Reason.PREVIOUS_ID_REQUIRED,
+        _INGEST,
+        "Alias without previousId",
+        "An alias message had no previousId (a non-empty string): there was nothing to merge the user with.",
+        "Make alias calls pass the previous identity, e.g. analytics.alias(newUserId, previousId).",
+    ),
+    DiscardReason(
+        Reason.GROUP_ID_REQUIRED,
+        _INGEST,
+        "Group without groupId",
+        "A group message had no groupId (a non-empty string): there was no group to associate the user with.",
+        "Make group calls pass the group's id, e.g. analytics.group(groupId, traits).",
+    ),
     # Filtered at source: dropped by the source's schema controls or its tracking plan.
     DiscardReason(
         Reason.COMMON_SCHEMA_VIOLATION,

@@ -81,10 +81,17 @@ def find_source(write_key: str) -> SourceRef | None:
         return None
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, workspace_id, enabled FROM {Source._meta.db_table} WHERE write_key = %s", [write_key]
+            f"SELECT id, workspace_id, enabled, allowed_origins FROM {Source._meta.db_table}"
+            " WHERE write_key = %s",
+            [write_key],
         )
         row = cursor.fetchone()
-    return SourceRef(*row) if row else None
+    if row is None:
+        return None
+    origins = (
+        jsontext.loads(row[3]) if isinstance(row[3], str | bytes) else row[3]
+    )  # Django reads jsonb as text
+    return SourceRef(row[0], row[1], row[2], tuple(origins) if isinstance(origins, list) else ())
 
 
 def decode_body(raw: bytes, content_encoding: str = "") -> object:
@@ -168,7 +175,8 @@ def ingest(
         return store(source, [Rejection(code, what, {"batch": []})], received_at)
     if not source.enabled:
         return store(source, [_disabled(raw) for raw in raw_messages], received_at)
-    return store(source, [validate(raw, call, defaults) for raw in raw_messages], received_at)
+    checked = [validate(raw, call, defaults, received_at) for raw in raw_messages]
+    return store(source, checked, received_at)
 
 
 def _disabled(raw: object) -> Rejection:

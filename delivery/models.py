@@ -55,6 +55,9 @@ class Source(models.Model):
     common_schema = models.JSONField(default=dict, blank=True)
     block_unplanned_events = models.BooleanField(default=False)
     block_schema_violations = models.BooleanField(default=False)
+    # Web origins ("https://shop.example") whose pages may post with this write key; empty: any, as
+    # hosted collectors allow (the key is public in the page). Server-side clients send no Origin.
+    allowed_origins = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -33,6 +33,9 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     MESSAGE_TOO_LARGE = "message_too_large"
     NESTING_TOO_DEEP = "nesting_too_deep"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    PREVIOUS_ID_REQUIRED = "previous_id_required"
+    GROUP_ID_REQUIRED = "group_id_required"
     # Filtered at source: the source's schema controls and tracking plan.
     COMMON_SCHEMA_VIOLATION = "common_schema_violation"
     EVENT_SETTING = "event_setting"

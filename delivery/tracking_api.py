@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from delivery import ingest, ingest_limits
 from delivery.ingest import RequestRejected
 from delivery.reasons import Reason
+from delivery.validation import SourceRef
 
 NO_WRITE_KEY = "No write key: send it as the HTTP basic-auth user name, or as writeKey in the body."
 UNKNOWN_WRITE_KEY = "Unknown write key: no source has this write key."
@@ -65,8 +66,21 @@ def _too_many(refusal: ingest_limits.Refusal) -> JsonResponse:
     return JsonResponse(body, status=429, headers={"Retry-After": str(refusal.retry_after)})
 
 
+def origin_refused(source: SourceRef, origin: str) -> RequestRejected | None:
+    """A page on an origin the source does not allow (server-side clients send no Origin: not refused)."""
+    if not source.allowed_origins or not origin or origin.rstrip("/") in source.allowed_origins:
+        return None
+    return RequestRejected(
+        403,
+        Reason.ORIGIN_NOT_ALLOWED,
+        f"The origin {origin[:200]} may not send to this source: add it to the source's allowed origins.",
+    )
+
+
 def receive(request: HttpRequest, call: str | None) -> JsonResponse:
+    # The write key: basic auth (server-side clients, RudderStack), else ?writeKey= (beacons), else the body.
     header_key = write_key_from_header(request.headers.get("Authorization", ""))
+    header_key = header_key or text_param(request.GET.get("writeKey"))
     if refusal := ingest_limits.check(header_key):
         return _too_many(refusal)
     source = ingest.find_source(header_key)
@@ -90,6 +104,9 @@ def receive(request: HttpRequest, call: str | None) -> JsonResponse:
         source = ingest.find_source(body_key)
         if source is None:
             return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY))
+    if refused := origin_refused(source, request.headers.get("Origin", "")):
+        ingest.record_rejected_request(source, refused, raw)
+        return _error(refused)
     receipt = ingest.ingest(source, messages, call=call, defaults=defaults)
     if receipt.all_too_large:
         return _error(RequestRejected(413, Reason.MESSAGE_TOO_LARGE, ingest.TOO_LARGE_MESSAGE))
@@ -104,6 +121,18 @@ def endpoint(call: str | None):
 
     view.__name__ = f"{call or 'batch'}_endpoint"
     return view
+
+
+def text_param(value: str | None) -> str:
+    return value if value and "\x00" not in value else ""
+
+
+@csrf_exempt
+@require_POST
+def metrics(request: HttpRequest) -> JsonResponse:
+    """/v1/m: the client libraries' own telemetry (analytics-next posts it). Accepted and not counted:
+    it carries no events."""
+    return JsonResponse({"success": True})
 
 
 batch = endpoint(None)

@@ -25,6 +25,7 @@ TOO_DEEP = (
 CUT_MARK = f"[cut: nested more than {MAX_DEPTH} levels deep]"
 CONSENT_EVENT = "Segment Consent Preference Updated"
 TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
+MERGED_FIELDS = ("context", "integrations")  # batch-level objects merged into each message key by key
 # Dimensions (type, name, app version) longer than this are cut, so that rollup keys stay small.
 DIMENSION_LENGTH = 200
 # A messageId longer than this is deduplicated on its hash (the seen-message index has a row size limit).
@@ -46,6 +47,7 @@ class SourceRef:
     id: int
     workspace_id: int
     enabled: bool
+    allowed_origins: tuple[str, ...] = ()  # empty: any origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +76,32 @@ class Rejection:
     message_id: str = ""
 
 
-def validate(raw: object, call: str | None = None, defaults: dict | None = None) -> Message | Rejection:
-    """One message → a Message to store, or a Rejection with its reason code and what was wrong."""
+def with_batch_defaults(raw: dict, defaults: dict) -> dict:
+    """The message with the batch's fields it lacks: `context` and `integrations` merged key by key
+    (the message's own keys win), `sentAt` only when the message has none."""
+    message = {**defaults, **raw}
+    for key in MERGED_FIELDS:
+        batch, own = defaults.get(key), raw.get(key)
+        if isinstance(batch, dict) and isinstance(own, dict):
+            message[key] = {**batch, **own}
+    return message
+
+
+def validate(
+    raw: object,
+    call: str | None = None,
+    defaults: dict | None = None,
+    received_at: dt.datetime | None = None,
+) -> Message | Rejection:
+    """One message → a Message to store, or a Rejection with its reason code and what was wrong.
+    `received_at` (the request's arrival) sets receivedAt and corrects the timestamp for clock skew."""
     if not isinstance(raw, dict):
         return Rejection(
             Reason.BAD_REQUEST_BODY, f"A message must be a JSON object, not {kind_of(raw)}.", storable(raw)
         )
     message = raw
     if call or defaults or "writeKey" in raw:
-        message = {**(defaults or {}), **raw}
+        message = with_batch_defaults(raw, defaults or {})
         message.pop("writeKey", None)  # a credential: not kept with the event
         if call:
             message["type"] = call
@@ -122,16 +141,54 @@ def validate(raw: object, call: str | None = None, defaults: dict | None = None)
                 times[key] = parsed
     if problem:
         return Rejection(*problem, message, kind, name, app_version, message_id_of(message))
+    added = {}  # fields the server sets, appended to the JSON text (jsonb keeps the last of a repeated key)
     message_id = message_id_of(message)
     if not message_id:
         # Clients set a messageId; one that did not gets a new one (and no deduplication).
-        message_id = f"srv-{uuid.uuid4().hex}"
-        text = f'{text[:-1]},"messageId":"{message_id}"}}'  # jsonb keeps the last of a repeated key
-        message["messageId"] = message_id
+        message_id = added["messageId"] = f"srv-{uuid.uuid4().hex}"
     elif len(message_id) > MESSAGE_ID_LENGTH:
         message_id = "sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
     timestamp = times.get("timestamp") or times.get("originalTimestamp")
+    if received_at is not None:
+        timestamp, stamped = event_times(message, times, received_at)
+        added.update(stamped)
+    if added:
+        message.update(added)
+        text = (
+            text[:-1]
+            + "".join(f",{json.dumps(key)}:{json.dumps(value)}" for key, value in added.items())
+            + "}"
+        )
     return Message(message_id, kind, name, app_version, timestamp, text, message)
+
+
+def event_times(
+    message: dict, times: dict[str, dt.datetime], received_at: dt.datetime
+) -> tuple[dt.datetime, dict[str, str]]:
+    """The event's time and the time fields the server sets, as the tracking spec has them: receivedAt is
+    the server's (a client's is overwritten); with sentAt, the timestamp is corrected for the client's
+    clock, timestamp = receivedAt - (sentAt - originalTimestamp), and the client's own time is kept as
+    originalTimestamp. A client whose clock runs an hour fast sends both an hour late, so the difference
+    is true. Without sentAt the client's timestamp stands; a message with only originalTimestamp (the
+    RudderStack Node SDK) gets it as its timestamp, one with neither gets receivedAt."""
+    client_time = times.get("originalTimestamp") or times.get("timestamp")
+    stamped = {"receivedAt": _iso(received_at)}
+    if client_time is None:
+        timestamp = received_at
+    elif (sent_at := times.get("sentAt")) is not None:
+        timestamp = received_at - (sent_at - client_time)
+        if "originalTimestamp" not in times:
+            stamped["originalTimestamp"] = message["timestamp"]
+    elif "timestamp" in times:
+        return times["timestamp"], stamped
+    else:
+        timestamp = client_time
+    stamped["timestamp"] = _iso(timestamp)
+    return timestamp, stamped
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def dimensions(message: dict) -> tuple[str, str, str]:
@@ -166,11 +223,23 @@ def _first_problem(message: dict) -> tuple[Reason, str] | None:
             f"The message type {_short(kind)} is not one of {', '.join(EVENT_TYPES)}.",
         )
     user_id, anonymous_id = message.get("userId"), message.get("anonymousId")
-    if user_id is None and anonymous_id is None:
+    # An empty string is no id (the RudderStack JS SDK sends userId "" before identify): it needs the other.
+    if user_id in (None, "") and anonymous_id in (None, ""):
+        if "" in (user_id, anonymous_id):
+            ids = (("userId", user_id), ("anonymousId", anonymous_id))
+            empty = " and ".join(key for key, value in ids if value == "")
+            return Reason.ID_NOT_STRING, f"{empty}: an empty string, and no other id (one must be non-empty)."
         return Reason.NO_USER_ANON_ID, "The message has neither a userId nor an anonymousId."
     for key, value in (("userId", user_id), ("anonymousId", anonymous_id)):
-        if value is not None and (not isinstance(value, str) or not value):
+        if value not in (None, "") and not isinstance(value, str):
             return Reason.ID_NOT_STRING, f"{key} must be a non-empty string, not {kind_of(value)}."
+    for call, key, code in (
+        ("alias", "previousId", Reason.PREVIOUS_ID_REQUIRED),
+        ("group", "groupId", Reason.GROUP_ID_REQUIRED),
+    ):
+        value = message.get(key)
+        if kind == call and (not isinstance(value, str | int) or isinstance(value, bool) or value == ""):
+            return code, f"The {call} message needs a {key} (a non-empty string), not {kind_of(value)}."
     if kind == "track":
         event = message.get("event")
         if event is None or event == "":

@@ -5,6 +5,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from corsheaders import defaults as corsheaders_defaults
 
 from devtools import embedded
 
@@ -74,9 +75,12 @@ INSTALLED_APPS = [
     "overview",
     "devtools",
     "axes",
+    "corsheaders",
 ]
 
 MIDDLEWARE = [
+    # First, so that a tracking API preflight is answered before anything else looks at it.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -89,6 +93,15 @@ MIDDLEWARE = [
     # Last, as django-axes asks: it turns a locked-out login into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
+
+# CORS for the tracking API only (browser and mobile SDKs post from any site: the write key is public in
+# the page); a source may narrow it to its own origins (Source.allowed_origins, checked by the view). The
+# dashboard and the REST API stay same-origin: no CORS header there.
+CORS_URLS_REGEX = r"^/(v1|beacon/v1)/"
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_ALLOW_HEADERS = (*corsheaders_defaults.default_headers, "anonymousid", "sentat")
+CORS_EXPOSE_HEADERS = ["Retry-After"]
+CORS_PREFLIGHT_MAX_AGE = 86400
 
 ROOT_URLCONF = "overview.urls"
 WSGI_APPLICATION = "overview.wsgi.application"

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from delivery.urls import beacon_urlpatterns
 from overview.alerting import urls as alerting_urls
 from overview.configure import urls as configure_urls
 
@@ -11,6 +12,7 @@ configure_and_alerting = ([*configure_urls.urlpatterns, *alerting_urls.urlpatter
 
 urlpatterns = [
     path("v1/", include("delivery.urls")),
+    path("beacon/v1/", include(beacon_urlpatterns)),
     path("api/v1/", include("overview.api.urls")),
     path("api/schema/", include("overview.api.schema")),
     path("admin/", admin.site.urls),

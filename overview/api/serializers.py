@@ -60,12 +60,20 @@ class SourceSerializer(StrictModelSerializer):
         help_text="Track event name -> JSON Schema of the whole message.",
     )
     common_schema = serializers.DictField(required=False, help_text="A JSON Schema every message must meet.")
+    allowed_origins = serializers.ListField(
+        child=StrictCharField(max_length=300),
+        required=False,
+        help_text='Web origins whose pages may send with this write key, e.g. ["https://shop.example"];'
+        " empty (the default): any. A request from another origin is refused with 403 origin_not_allowed;"
+        " server-side clients send no Origin and are not affected.",
+    )
 
     class Meta:
         model = Source
         fields = [
             "id", "workspace", "name", "write_key", "enabled", "blocked_event_types", "tracking_plan",
-            "common_schema", "block_unplanned_events", "block_schema_violations", "created_at",
+            "common_schema", "block_unplanned_events", "block_schema_violations", "allowed_origins",
+            "created_at",
         ]  # fmt: skip
         read_only_fields = ["write_key", "created_at"]
 
@@ -77,6 +85,9 @@ class SourceSerializer(StrictModelSerializer):
 
     def validate_tracking_plan(self, plan: dict) -> dict:
         return checked(sources.check_tracking_plan, plan)
+
+    def validate_allowed_origins(self, origins: list[str]) -> list[str]:
+        return checked(sources.check_allowed_origins, origins)
 
     def validate_common_schema(self, schema: dict) -> dict:
         return checked(sources.check_common_schema, schema)

@@ -1,7 +1,10 @@
 """What a source's configuration may be (its schema controls and tracking plan), and saving it."""
 
+from urllib.parse import urlsplit
+
 from delivery.models import Source
 from overview.configuration.common import (
+    Invalid,
     check_json_schema,
     keeps_workspace,
     run_checks,
@@ -28,6 +31,27 @@ def check_common_schema(schema: dict) -> dict:
     return schema
 
 
+MAX_ORIGINS = 100
+
+
+def check_allowed_origins(origins: list[str]) -> list[str]:
+    """Web origins as a browser's Origin header has them: scheme and host, a port only when not the
+    scheme's usual one, no path ("https://shop.example", "http://localhost:3000")."""
+    if len(origins) > MAX_ORIGINS:
+        raise Invalid(f"At most {MAX_ORIGINS} origins.")
+    cleaned = []
+    for origin in origins:
+        origin = origin.strip().rstrip("/")
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise Invalid(
+                f"{origin!r} is not a web origin: give the scheme and host (and a port if not the usual one),"
+                " as in https://shop.example or http://localhost:3000, without a path."
+            )
+        cleaned.append(origin.lower())
+    return sorted(set(cleaned))
+
+
 def validate(data: dict, source: Source | None = None) -> dict:
     """`data` (all fields on creation, the changed ones on update) checked and cleaned, or
     ConfigurationError with every field's messages."""
@@ -38,6 +62,7 @@ def validate(data: dict, source: Source | None = None) -> dict:
             "blocked_event_types": check_blocked_event_types,
             "tracking_plan": check_tracking_plan,
             "common_schema": check_common_schema,
+            "allowed_origins": check_allowed_origins,
         },
     )
 

@@ -94,10 +94,21 @@ class SourceForm(ConfigForm):
         '{"Order Completed": {"type": "object"}}.',
     )
     common_schema = JSONObjectField(empty={}, help_text="A JSON Schema every message must meet.")
+    allowed_origins = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Web pages that may send with this write key, one origin per line or comma-separated, "
+        "e.g. https://shop.example. Blank: any origin. Server-side clients are not affected.",
+    )
 
     @classmethod
     def initial_for(cls, source: Source) -> dict:
-        return {name: getattr(source, name) for name in cls.base_fields}
+        initial = {name: getattr(source, name) for name in cls.base_fields}
+        initial["allowed_origins"] = "\n".join(source.allowed_origins)
+        return initial
+
+    def changes(self) -> dict:
+        return {**self.cleaned_data, "allowed_origins": _names(self.cleaned_data["allowed_origins"])}
 
 
 class WriteOnlyTextarea(forms.Textarea):

@@ -75,9 +75,18 @@ def test_a_batch_is_stored_with_the_server_time_and_the_events_own_timestamp(cli
         ("page", "Pricing", ""),
     ]
     order = events["msg-1"]
-    assert order.timestamp == dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)
     assert before <= order.received_at <= dt.datetime.now(dt.UTC)
-    assert order.payload == {**track(1), "sentAt": NOW}
+    # The client sent it the moment it happened (sentAt = its timestamp): the event's time is the
+    # server's receivedAt, whatever the client's clock said; its own time is kept as originalTimestamp.
+    assert order.timestamp == order.received_at
+    received = order.received_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert order.payload == {
+        **track(1),
+        "sentAt": NOW,
+        "originalTimestamp": NOW,
+        "receivedAt": received,
+        "timestamp": received,
+    }
     assert order.routed_at is None
     assert step_counts(source.id) == {("received", ""): 3}
     assert step_counts(source.id, "delivery_rollup_hourly") == {("received", ""): 3}
@@ -98,6 +107,7 @@ def test_each_single_message_endpoint_stores_its_type_with_the_write_key_in_the_
     client, source, path, kind
 ):
     body = {"writeKey": source.write_key, "userId": "user-1", "messageId": "m-1", "event": "Signed Up"}
+    body |= {"group": {"groupId": "acme"}, "alias": {"previousId": "anon-1"}}.get(kind, {})
 
     answer = post(client, path, body)
 
@@ -152,7 +162,22 @@ INVALID = [
     (
         {"type": "identify", "anonymousId": ""},
         "id_not_string",
-        "anonymousId must be a non-empty string, not an empty string.",
+        "anonymousId: an empty string, and no other id (one must be non-empty).",
+    ),
+    (
+        {"type": "identify", "userId": "", "anonymousId": ""},
+        "id_not_string",
+        "userId and anonymousId: an empty string, and no other id (one must be non-empty).",
+    ),
+    (
+        {"type": "alias", "userId": "u"},
+        "previous_id_required",
+        "The alias message needs a previousId (a non-empty string), not null.",
+    ),
+    (
+        {"type": "group", "userId": "u", "groupId": ""},
+        "group_id_required",
+        "The group message needs a groupId (a non-empty string), not an empty string.",
     ),
     ({"type": "track", "userId": "u"}, "event_not_defined", "The track message has no event name."),
     (
@@ -522,3 +547,69 @@ def test_duplicates_are_dropped_within_24_hours_across_midnight(source, hours_ag
 
     assert receipt.duplicates == (1 if duplicate else 0)
     assert len(receipt.event_ids) == (0 if duplicate else 1)
+
+
+# --- the tracking spec's semantics ----------------------------------------------------------------
+
+
+def stored(source) -> dict:
+    return Event.objects.get(source_id=source.id).payload
+
+
+def test_batch_context_and_integrations_are_merged_into_each_message_key_by_key(client, source):
+    body = {
+        "batch": [
+            track(1, context={"app": {"version": "2.3.0"}, "locale": "fr-FR"}, integrations={"All": False}),
+        ],
+        "context": {"library": {"name": "analytics-python"}, "locale": "en-US"},
+        "integrations": {"Warehouse": True},
+    }
+
+    post(client, "/v1/batch", body, key=source.write_key)
+
+    payload = stored(source)
+    # The message's own keys win; the batch fills in the rest.
+    assert payload["context"] == {
+        "app": {"version": "2.3.0"},
+        "locale": "fr-FR",
+        "library": {"name": "analytics-python"},
+    }
+    assert payload["integrations"] == {"All": False, "Warehouse": True}
+
+
+def test_the_server_sets_received_at_and_corrects_a_clients_clock_with_sent_at(client, source):
+    # The client's clock runs an hour fast: it stamps the event and the send an hour ahead, 2 s apart.
+    fast = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    happened, sent = fast - dt.timedelta(seconds=2), fast
+    message = track(1, timestamp=iso(happened), sentAt=iso(sent), receivedAt="1999-01-01T00:00:00Z")
+
+    post(client, "/v1/track", message, key=source.write_key)
+
+    event = Event.objects.get(source_id=source.id)
+    assert event.payload["receivedAt"] == iso(event.received_at)  # the client's is overwritten
+    assert event.payload["originalTimestamp"] == iso(happened)  # the client's own time is kept
+    assert event.timestamp == event.received_at - dt.timedelta(seconds=2)
+    assert event.payload["timestamp"] == iso(event.timestamp)
+
+
+def test_a_message_with_only_original_timestamp_gets_it_as_its_timestamp(client, source):
+    message = {k: v for k, v in track(1).items() if k != "timestamp"} | {"originalTimestamp": NOW}
+
+    post(client, "/v1/batch", {"batch": [message]}, key=source.write_key)
+
+    event = Event.objects.get(source_id=source.id)
+    assert event.timestamp == dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC)
+    assert (event.payload["timestamp"], event.payload["originalTimestamp"]) == (NOW, NOW)
+
+
+def test_an_empty_user_id_with_an_anonymous_id_is_accepted(client, source):
+    message = track(1, userId="", anonymousId="anon-7")
+
+    post(client, "/v1/batch", {"batch": [message]}, key=source.write_key)
+
+    assert stored(source)["anonymousId"] == "anon-7"
+    assert step_counts(source.id) == {("received", ""): 1}
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
