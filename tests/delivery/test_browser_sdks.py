@@ -10,7 +10,7 @@ from django.db.models import Count
 from delivery.models import Event
 from tests.browser import open_page
 from tests.factories import make_source, make_workspace
-from tests.sdks.bundle import bundle
+from tests.sdks.node import bundle
 
 pytestmark = pytest.mark.browser
 
