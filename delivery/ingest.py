@@ -88,9 +88,9 @@ def find_source(write_key: str) -> SourceRef | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    origins = (
-        jsontext.loads(row[3]) if isinstance(row[3], str | bytes) else row[3]
-    )  # Django reads jsonb as text
+    origins = row[3]
+    if isinstance(origins, str | bytes):  # Django's connection reads jsonb as text
+        origins = jsontext.loads(origins)
     return SourceRef(row[0], row[1], row[2], tuple(origins) if isinstance(origins, list) else ())
 
 

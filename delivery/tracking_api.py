@@ -68,7 +68,7 @@ def _too_many(refusal: ingest_limits.Refusal) -> JsonResponse:
 
 def origin_refused(source: SourceRef, origin: str) -> RequestRejected | None:
     """A page on an origin the source does not allow (server-side clients send no Origin: not refused)."""
-    if not source.allowed_origins or not origin or origin.rstrip("/") in source.allowed_origins:
+    if not source.allowed_origins or not origin or origin.rstrip("/").lower() in source.allowed_origins:
         return None
     return RequestRejected(
         403,

@@ -43,12 +43,20 @@ def check_allowed_origins(origins: list[str]) -> list[str]:
     for origin in origins:
         origin = origin.strip().rstrip("/")
         parts = urlsplit(origin)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+            parts = parts._replace(netloc="")  # an unreadable port: refused below
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
             raise Invalid(
                 f"{origin!r} is not a web origin: give the scheme and host (and a port if not the usual one),"
                 " as in https://shop.example or http://localhost:3000, without a path."
             )
-        cleaned.append(origin.lower())
+        usual = {"http": 80, "https": 443}[parts.scheme]
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        port = f":{port}" if port and port != usual else ""  # a browser leaves the usual port out
+        cleaned.append(f"{parts.scheme}://{host}{port}")
     return sorted(set(cleaned))
 
 

@@ -65,3 +65,18 @@ def test_a_source_stays_in_its_workspace_and_stores_only_what_postgresql_can(db)
     assert field_errors(update_source, source, {"tracking_plan": {"Order": "object"}}) == {
         "tracking_plan": ["The schema of 'Order' must be a JSON Schema object."]
     }
+
+
+def test_allowed_origins_are_kept_as_a_browser_sends_them_and_others_are_refused(db):
+    source = make_source(make_workspace("Acme"))
+
+    update_source(
+        source,
+        {"allowed_origins": ["https://Shop.Example:443/", "http://localhost:3000", "http://[::1]:8080"]},
+    )
+
+    source.refresh_from_db()
+    assert source.allowed_origins == ["http://[::1]:8080", "http://localhost:3000", "https://shop.example"]
+    for bad in ("shop.example", "https://shop.example/checkout", "ftp://shop.example", "https://shop:port"):
+        message = field_errors(update_source, source, {"allowed_origins": [bad]})["allowed_origins"][0]
+        assert message.startswith(f"{bad!r} is not a web origin")
