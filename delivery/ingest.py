@@ -186,14 +186,6 @@ def _disabled(raw: object) -> Rejection:
     return Rejection(Reason.SOURCE_DISABLED, "The source is disabled.", raw, kind, name, version, message_id)
 
 
-def record_rejected_request(source: Source | SourceRef, error: RequestRejected, body: bytes) -> Receipt:
-    """Count a request answered with an error as one message failed on ingest, so that a client
-    sending broken requests shows on the source's pipeline, not only in its own logs."""
-    code = Reason.MESSAGE_TOO_LARGE if error.status == 413 else error.code
-    excerpt = storable(body[:2000].decode("utf-8", "replace"))
-    return store(source, [Rejection(code, error.message, excerpt)], dt.datetime.now(dt.UTC))
-
-
 def store(
     source: Source | SourceRef, items: Sequence[Message | Rejection], received_at: dt.datetime
 ) -> Receipt:

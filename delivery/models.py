@@ -245,3 +245,33 @@ class SeenMessage(models.Model):
     class Meta:
         managed = False
         db_table = "delivery_seenmessage"
+
+
+class RefusedRequest(models.Model):
+    """Requests the tracking API refused before it read any event (an unknown or missing write key, a
+    body that is not JSON, too large, a page on an origin the source does not allow), counted per hour,
+    source and code; for a write key no source has, per the key's first characters. One row per such
+    group, so a flood of bad requests costs a counter, not a row each."""
+
+    hour = models.DateTimeField()
+    source = models.ForeignKey(
+        Source, null=True, blank=True, on_delete=models.CASCADE, related_name="refused_requests"
+    )
+    key_prefix = models.CharField(max_length=8, blank=True, default="")  # unknown write keys only
+    code = models.CharField(max_length=40)
+    status = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+    last_at = models.DateTimeField()
+    last_message = models.TextField(default="")
+    last_origin = models.CharField(max_length=200, blank=True, default="")
+    last_user_agent = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "source", "key_prefix", "code"],
+                nulls_distinct=False,
+                name="refused_request_per_hour",
+            )
+        ]
+        indexes = [models.Index(fields=["key_prefix", "hour"], name="refused_request_key")]

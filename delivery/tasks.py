@@ -3,7 +3,7 @@ declared in `delivery.wakeups.TASK_QUEUES`, which also publishes them by name an
 
 from celery import shared_task
 
-from delivery import batching, partitions, routing, wakeups
+from delivery import batching, partitions, refused, routing, wakeups
 
 
 @shared_task
@@ -45,6 +45,8 @@ def sweep() -> None:
 
 @shared_task
 def maintain_partitions() -> None:
-    """Create the coming days' partitions and drop expired ones (beat, hourly)."""
+    """Create the coming days' partitions and drop expired ones, and old refused-request counts (beat,
+    hourly)."""
     partitions.ensure_partitions()
     partitions.drop_expired_partitions()
+    refused.prune()

@@ -8,7 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from delivery import ingest, ingest_limits
+from delivery import ingest, ingest_limits, refused
 from delivery.ingest import RequestRejected
 from delivery.reasons import Reason
 from delivery.validation import SourceRef
@@ -77,36 +77,47 @@ def origin_refused(source: SourceRef, origin: str) -> RequestRejected | None:
     )
 
 
+def refuse(request: HttpRequest, error: RequestRejected, source: SourceRef | None, key: str) -> JsonResponse:
+    """Answer a request refused before any event was read, and count it (refused.py): under its source,
+    else under its write key's first characters. No event is counted: none could be read."""
+    refused.record(
+        source_id=source.id if source else None,
+        write_key=key,
+        code=str(error.code),
+        status=error.status,
+        message=error.message,
+        origin=request.headers.get("Origin", ""),
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    return _error(error)
+
+
 def receive(request: HttpRequest, call: str | None) -> JsonResponse:
     # The write key: basic auth (server-side clients, RudderStack), else ?writeKey= (beacons), else the body.
-    header_key = write_key_from_header(request.headers.get("Authorization", ""))
-    header_key = header_key or text_param(request.GET.get("writeKey"))
-    if refusal := ingest_limits.check(header_key):
+    key = write_key_from_header(request.headers.get("Authorization", "")) or text_param(
+        request.GET.get("writeKey")
+    )
+    if refusal := ingest_limits.check(key):
         return _too_many(refusal)
-    source = ingest.find_source(header_key)
-    if header_key and source is None:
-        return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY))
-    raw = b""
+    source = ingest.find_source(key)
+    if key and source is None:
+        return refuse(request, RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY), None, key)
     try:
-        raw = read_body(request)
-        body = ingest.decode_body(raw, request.headers.get("Content-Encoding", ""))
+        body = ingest.decode_body(read_body(request), request.headers.get("Content-Encoding", ""))
         messages, defaults = ingest.messages_of(body, call)
     except RequestRejected as error:
-        if source is not None:
-            ingest.record_rejected_request(source, error, raw if error.status != 413 else b"")
-        return _error(error)
+        return refuse(request, error, source, key)
     if source is None:
-        body_key = body.get("writeKey")
-        if not isinstance(body_key, str) or not body_key:
-            return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, NO_WRITE_KEY))
-        if refusal := ingest_limits.check(body_key):
+        key = body.get("writeKey")
+        if not isinstance(key, str) or not key:
+            return refuse(request, RequestRejected(401, Reason.UNKNOWN_SOURCE, NO_WRITE_KEY), None, "")
+        if refusal := ingest_limits.check(key):
             return _too_many(refusal)
-        source = ingest.find_source(body_key)
+        source = ingest.find_source(key)
         if source is None:
-            return _error(RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY))
-    if refused := origin_refused(source, request.headers.get("Origin", "")):
-        ingest.record_rejected_request(source, refused, raw)
-        return _error(refused)
+            return refuse(request, RequestRejected(401, Reason.UNKNOWN_SOURCE, UNKNOWN_WRITE_KEY), None, key)
+    if error := origin_refused(source, request.headers.get("Origin", "")):
+        return refuse(request, error, source, key)
     receipt = ingest.ingest(source, messages, call=call, defaults=defaults)
     if receipt.all_too_large:
         return _error(RequestRejected(413, Reason.MESSAGE_TOO_LARGE, ingest.TOO_LARGE_MESSAGE))

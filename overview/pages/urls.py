@@ -13,4 +13,5 @@ urlpatterns = [
     path("w/<slug:slug>/destinations/<int:pk>/", views.destination_overview, name="destination_overview"),
     path("w/<slug:slug>/sources/<int:pk>/", views.source_overview, name="source_overview"),
     path("w/<slug:slug>/catalogue/", views.catalogue, name="catalogue"),
+    path("w/<slug:slug>/refused/", views.refused_requests, name="refused_requests"),
 ]

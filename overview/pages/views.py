@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 
-from delivery import fanout
+from delivery import fanout, refused
 from delivery.catalogue import describe, reasons_for
 from delivery.models import Destination, Source
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
@@ -96,6 +96,22 @@ def catalogue(request: HttpRequest, slug: str) -> HttpResponse:
     return render_page(request, "overview/catalogue.html", {"workspace": ws, "groups": groups})
 
 
+REFUSED_SINCE = dt.timedelta(hours=24)
+
+
+@login_required
+def refused_requests(request: HttpRequest, slug: str) -> HttpResponse:
+    """The tracking API's refused requests of the last 24 hours for this workspace's sources, with the
+    unknown write keys that start like one of theirs; deployment staff also see every other unknown key
+    (they belong to no workspace, so no workspace's members see them)."""
+    ws = workspace_or_404(request.user, slug)
+    rows = refused.recent(
+        list(ws.sources.all()), timezone.now() - REFUSED_SINCE, every_unknown_key=request.user.is_staff
+    )
+    context = {"workspace": ws, "refused": rows, "staff": request.user.is_staff}
+    return render_page(request, "overview/refused.html", context)
+
+
 @login_required
 def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     ws = workspace_or_404(request.user, slug)
@@ -133,6 +149,7 @@ def source_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         source=source,
         destinations=list(source.destinations.order_by("name")),
         firing=open_incidents(ws, source=source),
+        refused=refused.recent([source], timezone.now() - REFUSED_SINCE),
     )
     return render_page(request, "overview/source.html", context, status=400 if problems else 200)
 

@@ -12,7 +12,7 @@ import pytest
 from delivery.models import Event
 from devtools.management.commands.demo import web_command
 from tests.conftest import web_server
-from tests.delivery.test_ingest import auth, step_counts, track
+from tests.delivery.test_ingest import auth, refused_counts, step_counts, track
 from tests.factories import make_source, make_workspace
 
 pytestmark = pytest.mark.e2e
@@ -89,7 +89,7 @@ def test_a_chunked_body_over_500_kb_is_413(server):
         "send smaller batches.",
     }
     assert not Event.objects.exists()
-    assert step_counts(source.id) == {("received", ""): 1, ("failed_on_ingest", "message_too_large"): 1}
+    assert (refused_counts(source.id), step_counts(source.id)) == ({"request_too_large": 1}, {})
 
 
 def test_a_server_that_cannot_pass_a_chunked_body_on_answers_411(live_server, transactional_db):
@@ -109,4 +109,4 @@ def test_a_server_that_cannot_pass_a_chunked_body_on_answers_411(live_server, tr
             " send a Content-Length.",
         },
     )
-    assert step_counts(source.id) == {("received", ""): 1, ("failed_on_ingest", "bad_request"): 1}
+    assert (refused_counts(source.id), step_counts(source.id)) == ({"bad_request": 1}, {})

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from delivery.models import Event, Sample, Source
-from tests.delivery.test_ingest import auth, step_counts
+from delivery.models import Event, Source
+from tests.delivery.test_ingest import auth, refused_counts, step_counts
 from tests.factories import make_source, make_workspace
 
 ORIGIN = "https://shop.example"
@@ -133,6 +133,9 @@ def test_a_source_with_allowed_origins_refuses_other_pages_and_counts_them(clien
     assert (ours.status_code, server.status_code) == (200, 200)  # a back end sends no Origin
     assert theirs.status_code == 403 and theirs.json()["code"] == "origin_not_allowed"
     assert theirs["Access-Control-Allow-Origin"] in ("*", "https://copycat.example")  # the page can read why
-    assert step_counts(source.id) == {("received", ""): 3, ("failed_on_ingest", "origin_not_allowed"): 1}
-    sample = Sample.objects.get(source_id=source.id, step="failed_on_ingest")
-    assert sample.error_message.startswith("The origin https://copycat.example may not send to this source")
+    # The refused one is a refused request of the source, not an event.
+    assert step_counts(source.id) == {("received", ""): 2}
+    assert refused_counts(source.id) == {"origin_not_allowed": 1}
+    assert theirs.json()["message"].startswith(
+        "The origin https://copycat.example may not send to this source"
+    )

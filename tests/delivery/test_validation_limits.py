@@ -8,7 +8,7 @@ import pytest
 
 from delivery import validation
 from delivery.models import Event, Sample
-from tests.delivery.test_ingest import auth, step_counts, track
+from tests.delivery.test_ingest import auth, refused_counts, step_counts, track
 from tests.factories import make_source, make_workspace
 
 CUT = "[cut: nested more than 64 levels deep]"
@@ -93,7 +93,7 @@ def test_a_body_too_deep_to_read_is_400_with_its_code_and_counted(client, source
         "message": "The request body nests objects and arrays too deeply to read (over 1,000 levels);"
         " a message may nest at most 64 levels.",
     }
-    assert step_counts(source.id) == {("received", ""): 1, ("failed_on_ingest", "nesting_too_deep"): 1}
+    assert (refused_counts(source.id), step_counts(source.id)) == ({"nesting_too_deep": 1}, {})
 
 
 def test_a_deep_message_sent_to_a_disabled_source_is_counted_as_disabled(client, db):
