@@ -10,7 +10,7 @@ from tests.factories import make_source, make_workspace
 from tests.sdks.node import run_server_side
 
 
-@pytest.mark.parametrize("sdk", ["segment", "rudderstack"])
+@pytest.mark.parametrize("sdk", ["segment", "legacy", "rudderstack"])
 def test_a_node_sdk_delivers_every_call_with_its_fields(live_server, transactional_db, sdk):
     source = make_source(make_workspace(), "Back end")
 
