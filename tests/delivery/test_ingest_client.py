@@ -1,7 +1,8 @@
-"""An application instrumented with the segment-analytics-python client changes only its host to send
-here: its calls arrive, its batches are stored, and it understands our errors."""
+"""An application instrumented with segment-analytics-python or rudder-sdk-python changes only its host
+to send here: its calls arrive, its batches are stored, and it understands our errors."""
 
 import pytest
+from rudderstack.analytics.client import Client as RudderClient
 from segment.analytics import Client
 from segment.analytics.request import APIError
 
@@ -99,3 +100,30 @@ def test_a_clients_events_are_routed_to_their_mappings_by_the_worker(
         (people.id, *filtered): 50,
     }
     wait_until_delivered(destination)
+
+
+def test_the_rudderstack_python_client_is_stored_in_sync_and_background_batches(live_server, source):
+    """rudder-sdk-python posts gzip batches to /v1/batch with the write key as basic auth: its calls
+    arrive, once each, with their fields, whether sent one by one or in background batches."""
+    sync = RudderClient(source.write_key, host=live_server.url, sync_mode=True, gzip=True)
+    sync.track("user-1", "Order Completed", {"total": 30}, context={"app": {"version": "4.1"}})
+    sync.identify("user-1", {"email": "ada@example.com"})
+    sync.group("user-1", "group-9", {"name": "Acme"})
+    background = RudderClient(source.write_key, host=live_server.url, upload_size=40, upload_interval=0.05)
+    for i in range(120):
+        background.track(anonymous_id=f"anon-{i}", event="Viewed", properties={"i": i})
+    background.flush()
+    background.join()
+
+    events = list(Event.objects.filter(source_id=source.id).order_by("id"))
+    assert [(e.type, e.name, e.app_version) for e in events[:3]] == [
+        ("track", "Order Completed", "4.1"),
+        ("identify", "", ""),
+        ("group", "", ""),
+    ]
+    assert events[0].payload["properties"] == {"total": 30}
+    assert events[0].payload["context"]["library"]["name"] == "analytics-python"
+    assert events[1].payload["context"]["traits"] == {"email": "ada@example.com"}  # where this client puts it
+    viewed = sorted(e.payload["properties"]["i"] for e in events[3:])
+    assert viewed == list(range(120))  # none lost, none twice
+    assert step_counts(source.id) == {("received", ""): 123}
