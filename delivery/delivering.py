@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping as MappingType
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 from django.db import transaction
 
-from delivery import fanout, http, idempotency, outbox, retries
+from delivery import fanout, history, http, idempotency, outbox, redaction, retries
 from delivery.destinations import Adapter, InvalidSettings, adapter_for
 from delivery.multistatus import PreparedBatch, transport_error
 from delivery.outbox import Claim, Claimed
@@ -41,6 +42,7 @@ class Target:
     fields: MappingType[str, str]
     adapter: Adapter | None  # None when the settings are unusable (see settings_error)
     settings_error: str = ""
+    secrets: tuple[str, ...] = ()  # the destination's credentials, redacted from what is kept
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def target_for(destination, mapping) -> Target:
         fields=mapping.fields if isinstance(mapping.fields, dict) else {},
         adapter=adapter,
         settings_error=error,
+        secrets=tuple(redaction.secret_values(destination.credentials)),
     )
 
 
@@ -90,6 +93,7 @@ class Attempt:
     results: list[Result]  # one per message, in order, each with `sent` and `body`
     # The request as a whole failed in a way worth retrying (no answer, 408, 429, 5xx).
     whole_batch_retry: bool = False
+    exchange: history.Exchange | None = None  # None when nothing was sent
 
 
 def attempt(
@@ -101,14 +105,24 @@ def attempt(
     if not prepared.items:
         return Attempt(prepared.place([]))
     request = adapter.build_request(prepared.items, prepared.keys)
+    started_at, start = dt.datetime.now(dt.UTC), time.perf_counter()
     try:
         answer = http.post(request)
     except (httpx.TransportError, http.DestinationAddressError) as exc:
         failure = retries.classify_transport(exc)
         log.info("batch of %d to %s failed: %s %s", len(prepared.items), adapter.kind, failure.code, exc)
-        return Attempt(prepared.place([transport_error(failure)] * len(prepared.items)), failure.retryable)
+        exchange = history.Exchange(
+            request, prepared.positions, started_at, _ms_since(start), error=failure.message
+        )
+        results = prepared.place([transport_error(failure)] * len(prepared.items))
+        return Attempt(results, failure.retryable, exchange)
+    exchange = history.Exchange(request, prepared.positions, started_at, _ms_since(start), answer)
     results = prepared.place(adapter.parse_response(answer, len(prepared.items)))
-    return Attempt(results, retries.is_retryable_status(answer.status))
+    return Attempt(results, retries.is_retryable_status(answer.status), exchange)
+
+
+def _ms_since(start: float) -> int:
+    return round((time.perf_counter() - start) * 1000)
 
 
 def settings_failure(message: str, messages: Sequence[Any]) -> list[Result]:
@@ -130,9 +144,12 @@ def record(
     max_retries: int,
     now: dt.datetime,
     whole_batch_retry: bool = False,
+    sent: history.Sent | None = None,
+    secrets: Sequence[str] = (),
 ) -> BatchReport:
-    """Outcomes, rollup moves and samples for one attempt, in one transaction; rows no longer ours
-    (lease lost, or already final) are left alone and not counted."""
+    """Outcomes, rollup moves, samples and the attempt history (`sent`: the batch request, if one was
+    made) for one attempt, in one transaction; rows no longer ours (lease lost, or already final) are
+    left alone and not counted."""
     outcomes = claim_.outcomes
     dispositions = retries.dispose_batch([o.attempts for o in outcomes], results, max_retries, now)
     columns = (
@@ -153,9 +170,11 @@ def record(
         whole = _WholeEvent(tally, siblings)
         counts = {Step.DELIVERED: 0, Step.FAILED_DELIVERY: 0, Step.PENDING_RETRY: 0}
         retry_at: dt.datetime | None = None
+        attempts = []
         for outcome, result, d in zip(outcomes, results, dispositions, strict=True):
             if outcome.id not in recorded:
                 continue
+            attempts.append((outcome, d))
             counts[d.step] += 1
             if d.next_attempt_at is not None and (retry_at is None or d.next_attempt_at < retry_at):
                 retry_at = d.next_attempt_at
@@ -180,6 +199,8 @@ def record(
         whole.settle()
         tally.write()
         samples.write()
+        if history.enabled():
+            history.write(attempts, sent, secrets, now)
     if len(recorded) < len(outcomes):
         log.warning(
             "%d of %d outcomes were no longer claimed; not recorded again",
@@ -252,8 +273,12 @@ def deliver_batch(target: Target) -> BatchReport:
         tried = attempt(target.adapter, target.fields, [messages[i] for i in to_send], keys)
     for i, result in zip(to_send, tried.results, strict=True):
         results[i] = result
+    sent = None
+    if tried.exchange is not None and history.enabled():
+        carried = {claim_.outcomes[to_send[p]].id for p in tried.exchange.positions}
+        sent = history.kept(tried.exchange, carried, target.secrets)
     now = dt.datetime.now(dt.UTC)
-    return record(claim_, results, target.max_retries, now, tried.whole_batch_retry)
+    return record(claim_, results, target.max_retries, now, tried.whole_batch_retry, sent, target.secrets)
 
 
 def idempotency_key(outcome: Claimed, events: dict[int, Any]) -> str:

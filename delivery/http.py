@@ -272,7 +272,7 @@ def post(request: OutboundRequest) -> Answer:
         ) as response:
             body, truncated = _read_capped(response)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise InvalidURLError(f"cannot post to {_safe_url(request.url)}: {exc}") from exc
+        raise InvalidURLError(f"cannot post to {safe_url(request.url)}: {exc}") from exc
     except httpx.TimeoutException as exc:
         if time.monotonic() < deadline - 0.01:
             raise  # a read, write or connect timeout of its own
@@ -280,7 +280,7 @@ def post(request: OutboundRequest) -> Answer:
     finally:
         _deadline.reset(token)
     kept = {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
-    log.debug("POST %s -> %s (%d bytes)", _safe_url(request.url), response.status_code, len(body))
+    log.debug("POST %s -> %s (%d bytes)", safe_url(request.url), response.status_code, len(body))
     return Answer(response.status_code, body, kept, truncated)
 
 
@@ -294,7 +294,7 @@ def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
     return b"".join(chunks), False
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without user info or query (either may hold a secret), for logs and messages."""
     parts = urlsplit(url)
     host = parts.hostname or ""

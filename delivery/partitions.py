@@ -12,13 +12,16 @@ from delivery import rollups
 log = logging.getLogger(__name__)
 
 # Every table partitioned by day -> the column it is partitioned on; created by migrations 0002 to
-# 0004. The rollups are those rollups.ROLLUPS declares, on their time column.
+# 0004 and 0009. The rollups are those rollups.ROLLUPS declares, on their time column. Attempts go by
+# their event's received time, so they are dropped with the events.
 PARTITIONED = {
     "delivery_event": "received_at",
     "delivery_outcome": "received_at",
     **{rollup.table: rollups.TIME.name for rollup in rollups.ROLLUPS},
     "delivery_sample": "at",
     "delivery_seenmessage": "day",
+    "delivery_attempt": "received_at",
+    "delivery_batchrequest": "at",
 }
 DAYS_AHEAD = 3
 

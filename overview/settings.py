@@ -216,6 +216,9 @@ DELIVERY_REQUEST_DEADLINE = float(os.environ.get("DELIVERY_REQUEST_DEADLINE", "0
 DELIVERY_DESTINATION_SLOTS = int(os.environ.get("DELIVERY_DESTINATION_SLOTS", "2"))
 # Multiplies the retry schedule (about 1, 5, 15, 30, 60, 120 minutes); the tests shrink it.
 DELIVERY_BACKOFF_SCALE = float(os.environ.get("DELIVERY_BACKOFF_SCALE", "1.0"))
+# Every delivery attempt and batch request kept for the event trace (delivery.history); off only to
+# measure what it costs.
+DELIVERY_ATTEMPT_HISTORY = env_bool("DELIVERY_ATTEMPT_HISTORY", True)
 # Seconds a claimed delivery batch is leased before the sweeper may hand it to another worker;
 # 0 means max(60, twice DELIVERY_REQUEST_DEADLINE + 30).
 DELIVERY_LEASE_SECONDS = float(os.environ.get("DELIVERY_LEASE_SECONDS", "0"))

@@ -235,6 +235,13 @@ def celery_worker(_session_worker: Worker, transactional_db) -> Worker:
     return _session_worker
 
 
+@pytest.fixture
+def fast_retries(settings) -> None:
+    """Deliveries in this process may reach local servers, and retries fall due in milliseconds."""
+    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
+    settings.DELIVERY_BACKOFF_SCALE = 0.001
+
+
 @pytest.fixture(scope="session")
 def _session_sandbox() -> Iterator[SandboxServer]:
     with SandboxServer() as server:

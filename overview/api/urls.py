@@ -5,4 +5,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("overview.api.figures")),
     path("", include("overview.api.config")),
+    path("", include("overview.api.events")),
 ]

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from overview.pages import views
+from overview.pages import events, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -14,4 +14,10 @@ urlpatterns = [
     path("w/<slug:slug>/sources/<int:pk>/", views.source_overview, name="source_overview"),
     path("w/<slug:slug>/catalogue/", views.catalogue, name="catalogue"),
     path("w/<slug:slug>/refused/", views.refused_requests, name="refused_requests"),
+    path("w/<slug:slug>/events/", events.lookup, name="event_lookup"),
+    path("w/<slug:slug>/events/<int:pk>/", events.trace, name="event_trace"),
+    path("w/<slug:slug>/requests/<int:pk>/", events.batch_request, name="batch_request"),
+    path(
+        "w/<slug:slug>/destinations/<int:pk>/undelivered/", events.undelivered, name="destination_undelivered"
+    ),
 ]
