@@ -7,7 +7,10 @@ records them (event rows, queued outcomes, rollups, then `batching.schedule`), a
 outcome is final. Prints events/s delivered and the latency from received to final (outcome
 updated_at - received_at: p50, p95), for the healthy profile, then the partial one.
 
-    .venv/bin/python bench/deliver.py [--events 60000] [--rate 6000] [--concurrency 2]
+    .venv/bin/python bench/deliver.py [--events 60000] [--rate 6000] [--concurrency 2] [--history on,off]
+
+--history on,off,on,off runs the profiles with the attempt history on, then off (a fresh worker each
+time), alternately, so that its cost is a ratio measured in one run.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 BENCH_DB = "bench_deliver"
 
 
-def bench_database_url() -> str:
-    """Create the bench database afresh on the configured (or embedded) server; return its URL."""
+def bench_database_url(name: str = BENCH_DB) -> str:
+    """Create the bench database `name` afresh on the configured (or embedded) server; return its URL."""
     import psycopg
 
     from devtools import embedded
@@ -40,10 +43,10 @@ def bench_database_url() -> str:
     base = os.environ.get("DATABASE_URL") or embedded.postgres_url(data_dir)
     parts = urlsplit(base)
     admin = psycopg.connect(base, autocommit=True)
-    admin.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-    admin.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}"')
     admin.close()
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def main() -> None:
@@ -55,6 +58,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="delivery worker processes")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--profiles", default="healthy,partial")
+    parser.add_argument(
+        "--history",
+        default="on",
+        help="attempt history on, off, or on,off,on,off to measure its cost A/B in one run (a worker each)",
+    )
     args = parser.parse_args()
 
     # The bench's own embedded servers (unless configured), so it never disturbs a demo or a test run.
@@ -83,9 +91,15 @@ def main() -> None:
     try:
         sandbox, sandbox_url = start_sandbox()
         started.append(sandbox)
-        started.append(start_worker(args.concurrency))
-        for profile in args.profiles.split(","):
-            run_profile(profile, sandbox_url, args)
+        for history in args.history.split(","):
+            os.environ["DELIVERY_ATTEMPT_HISTORY"] = "1" if history == "on" else "0"
+            worker = start_worker(args.concurrency)
+            started.append(worker)
+            for profile in args.profiles.split(","):
+                run_profile(profile, sandbox_url, args, history)
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(20)
+            started.remove(worker)
     finally:
         for process in reversed(started):
             os.killpg(process.pid, signal.SIGTERM)
@@ -132,7 +146,7 @@ def start_worker(concurrency: int) -> subprocess.Popen:
     return process
 
 
-def run_profile(profile: str, sandbox_url: str, args: argparse.Namespace) -> None:
+def run_profile(profile: str, sandbox_url: str, args: argparse.Namespace, history: str = "on") -> None:
     from django.db import connection
 
     from delivery import batching
@@ -184,7 +198,7 @@ def run_profile(profile: str, sandbox_url: str, args: argparse.Namespace) -> Non
         if time.monotonic() > deadline:
             raise SystemExit(f"{open_} outcomes still open after 10 minutes")
         time.sleep(0.2)
-    report(profile, destination.id, args, feeding)
+    report(f"{profile}, history {history}", destination.id, args, feeding)
 
 
 def feed(source, destination, mapping, start: int, n: int) -> None:
@@ -273,7 +287,7 @@ def report(profile: str, destination_id: int, args: argparse.Namespace, feeding:
         delivered, failed, span, p50, p95, worst = cursor.fetchone()
     total = delivered + failed
     print(
-        f"{profile:>8}: {total} events ({delivered} delivered, {failed} failed) in {span:.1f} s "
+        f"{profile:>20}: {total} events ({delivered} delivered, {failed} failed) in {span:.1f} s "
         f"(fed at {args.events / feeding:,.0f}/s) -> {total / span:,.0f} events/s final, "
         f"{delivered / span:,.0f}/s delivered; latency received->final p50 {p50:.2f} s, p95 {p95:.2f} s, "
         f"max {worst:.2f} s"

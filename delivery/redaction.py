@@ -11,9 +11,13 @@ REDACTED = "[redacted]"
 # Shorter credential values (a region, a site number) are too likely to match ordinary text.
 MIN_SECRET_LENGTH = 6
 
-SECRET_NAME = (
-    r"[^\"]*(?:authorization|api[_-]?key|apikey|secret|password|passwd|token|cookie|signature)[^\"]*"
+# JSON members whose name says secret: "api_key": "…", "X-Api-Key": "…", "access_token": "…". Every
+# member with a string value is matched once and its name checked (linear in the text: a pattern that
+# looks for the word inside every quoted name backtracks, and cost 5 ms for 9 KB).
+SECRET_NAME = re.compile(
+    r"authorization|api[_-]?key|apikey|secret|password|passwd|token|cookie|signature", re.IGNORECASE
 )
+STRING_MEMBER = re.compile(r'("(?:[^"\\]|\\.)*"\s*:\s*)"(?:[^"\\]|\\.)*"')
 PATTERNS = [
     # "Authorization: Bearer abc…", "Basic c2l0ZTox…", "Token 9944b0…": the scheme stays, the value goes.
     # "Bearer …" is never prose. "Basic", "Token", "Digest" (case-sensitive) only before 8 or more
@@ -23,8 +27,6 @@ PATTERNS = [
         re.compile(r"\b(Basic|Token|Digest)(\s+)(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}"),
         rf"\1\2{REDACTED}",
     ),
-    # JSON members whose name says secret: "api_key": "…", "X-Api-Key": "…", "access_token": "…".
-    (re.compile(rf'("{SECRET_NAME}"\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE), rf'\1"{REDACTED}"'),
     # Query strings and form bodies: api_key=…&, token=…
     (
         re.compile(
@@ -64,6 +66,12 @@ def redact(text: str | None, secrets: Iterable[str] = ()) -> str | None:
         # As typed, and as it reads inside a JSON string (quotes and backslashes escaped).
         for form in {secret, json.dumps(secret)[1:-1]}:
             text = text.replace(form, REDACTED)
+    text = STRING_MEMBER.sub(_member, text)
     for pattern, replacement in PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _member(match: re.Match) -> str:
+    name = match.group(1)
+    return f'{name}"{REDACTED}"' if SECRET_NAME.search(name) else match.group(0)

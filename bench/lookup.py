@@ -1,0 +1,157 @@
+"""Event lookup latency with many events stored: by messageId, userId and anonymousId, each result traced
+(its outcomes and attempts), through `overview.figures.events.find` — what the API and the pages call.
+
+Fills a dedicated bench database (embedded PostgreSQL unless DATABASE_URL is set) with N events spread
+over 13 daily partitions, one outcome and one attempt per event, in SQL (generate_series, a million rows
+a statement), builds the indexes the migrations declare, then times random lookups. The baseline, in the
+same run, is reading one event by its primary key: lookups are reported as p50 and p95 in ms and as a
+ratio to that baseline's p95.
+
+    .venv/bin/python bench/lookup.py [--events 10000000] [--lookups 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CHUNK = 1_000_000
+USERS = 200_000  # each user has events / USERS events
+DAYS = 13
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--lookups", type=int, default=500, help="lookups of each kind")
+    args = parser.parse_args()
+
+    os.environ.setdefault("DELIVERY_DATA_DIR", str(ROOT / ".data" / "bench"))
+    from bench.deliver import bench_database_url
+
+    os.environ["DATABASE_URL"] = bench_database_url("bench_lookup")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "overview.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    workspace_id, source_id = fill(args.events)
+    measure(args, workspace_id, source_id)
+
+
+def fill(events: int) -> tuple[int, int]:
+    from django.db import connection
+
+    from delivery.models import Workspace
+    from tests.factories import make_destination, make_mapping, make_source
+
+    workspace = Workspace.objects.create(name="Bench lookup", slug="bench-lookup")
+    source = make_source(workspace)
+    destination = make_destination(workspace, "https://example.com/hook", sources=[source])
+    mapping = make_mapping(destination)
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        for first in range(0, events, CHUNK):
+            last = min(events, first + CHUNK) - 1
+            params = {"first": first, "last": last, "ws": workspace.id, "source": source.id,
+                      "destination": destination.id, "mapping": mapping.id, "users": USERS,
+                      "seconds": DAYS * 86400}  # fmt: skip
+            cursor.execute(_EVENTS, params)
+            cursor.execute(_OUTCOMES_AND_ATTEMPTS, params)
+            print(f"  {last + 1:,} events stored ({time.perf_counter() - started:.0f} s)", flush=True)
+        cursor.execute("ANALYZE delivery_event; ANALYZE delivery_outcome; ANALYZE delivery_attempt")
+    return workspace.id, source.id
+
+
+# Event i: received i seconds (mod 13 days) ago; user u-(i mod USERS), anonymous a-(i mod 3*USERS).
+_EVENTS = """
+INSERT INTO delivery_event (id, received_at, workspace_id, source_id, message_id, type, name, payload,
+                            routed_at)
+SELECT i + 1, now() - (i %% %(seconds)s) * interval '1 second', %(ws)s, %(source)s, 'msg-' || i, 'track',
+       'Order Completed',
+       jsonb_build_object('type', 'track', 'event', 'Order Completed', 'messageId', 'msg-' || i,
+                          'userId', 'u-' || (i %% %(users)s), 'anonymousId', 'a-' || (i %% (3 * %(users)s)),
+                          'properties', jsonb_build_object('n', i, 'plan', 'pro')),
+       now()
+FROM generate_series(%(first)s, %(last)s) AS i
+"""
+_OUTCOMES_AND_ATTEMPTS = """
+WITH o AS (
+    INSERT INTO delivery_outcome (received_at, event_id, workspace_id, source_id, destination_id, mapping_id,
+                                  event_type, event_name, step, attempts, status, updated_at)
+    SELECT e.received_at, e.id, e.workspace_id, e.source_id, %(destination)s, %(mapping)s, 'track',
+           'Order Completed', 'delivered', 1, 200, now()
+    FROM delivery_event e WHERE e.id BETWEEN %(first)s + 1 AND %(last)s + 1
+    RETURNING received_at, id, event_id
+)
+INSERT INTO delivery_attempt (received_at, outcome_id, event_id, workspace_id, destination_id, mapping_id,
+                              number, started_at, duration_ms, step, status)
+SELECT received_at, id, event_id, %(ws)s, %(destination)s, %(mapping)s, 1, received_at, 40, 'delivered', 200
+FROM o
+"""
+
+
+def measure(args, workspace_id: int, source_id: int) -> None:
+    from django.db import connection
+
+    from overview.figures import events
+
+    rng = random.Random(7)
+    n = args.events
+
+    def timed(call) -> list[float]:
+        times = []
+        for _ in range(args.lookups):
+            start = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - start) * 1000)
+        return times
+
+    def by_key():
+        with connection.cursor() as cursor:
+            i = rng.randrange(n)
+            cursor.execute("SELECT received_at FROM delivery_event WHERE id = %s", [i + 1])
+            received_at = cursor.fetchone()[0]
+            cursor.execute(
+                "SELECT payload FROM delivery_event WHERE received_at = %s AND id = %s", [received_at, i + 1]
+            )
+            cursor.fetchone()
+
+    results = {
+        "primary key (baseline)": timed(by_key),
+        "messageId": timed(lambda: events.find([workspace_id], message_id=f"msg-{rng.randrange(n)}")),
+        "userId": timed(lambda: events.find([workspace_id], user_id=f"u-{rng.randrange(USERS)}")),
+        "anonymousId": timed(
+            lambda: events.find([workspace_id], anonymous_id=f"a-{rng.randrange(3 * USERS)}")
+        ),
+        "messageId + source": timed(
+            lambda: events.find([workspace_id], message_id=f"msg-{rng.randrange(n)}", source_id=source_id)
+        ),
+    }
+    baseline = _p95(results["primary key (baseline)"])
+    print(f"{n:,} events stored; {args.lookups} lookups of each kind, each result traced")
+    for name, times in results.items():
+        print(
+            f"  {name:>24}: p50 {statistics.median(times):6.1f} ms, p95 {_p95(times):6.1f} ms"
+            f"  ({_p95(times) / baseline:.1f}x the primary-key p95)"
+        )
+
+
+def _p95(times: list[float]) -> float:
+    return sorted(times)[int(len(times) * 0.95) - 1]
+
+
+if __name__ == "__main__":
+    main()
