@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 BENCH_DB = "bench_deliver"
 
 
-def bench_database_url(name: str = BENCH_DB) -> str:
-    """Create the bench database `name` afresh on the configured (or embedded) server; return its URL."""
+def bench_database_url(name: str = BENCH_DB, fresh: bool = True) -> str:
+    """The bench database `name` on the configured (or embedded) server, created afresh unless
+    `fresh` is false; returns its URL."""
     import psycopg
 
     from devtools import embedded
@@ -43,8 +44,9 @@ def bench_database_url(name: str = BENCH_DB) -> str:
     base = os.environ.get("DATABASE_URL") or embedded.postgres_url(data_dir)
     parts = urlsplit(base)
     admin = psycopg.connect(base, autocommit=True)
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.execute(f'CREATE DATABASE "{name}"')
+    if fresh:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
     admin.close()
     return urlunsplit(parts._replace(path=f"/{name}"))
 

@@ -33,12 +33,13 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--lookups", type=int, default=500, help="lookups of each kind")
+    parser.add_argument("--reuse", action="store_true", help="time the lookups on the last run's events")
     args = parser.parse_args()
 
     os.environ.setdefault("DELIVERY_DATA_DIR", str(ROOT / ".data" / "bench"))
     from bench.deliver import bench_database_url
 
-    os.environ["DATABASE_URL"] = bench_database_url("bench_lookup")
+    os.environ["DATABASE_URL"] = bench_database_url("bench_lookup", fresh=not args.reuse)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "overview.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django
@@ -47,7 +48,14 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    workspace_id, source_id = fill(args.events)
+    if args.reuse:
+        from delivery.models import Event, Workspace
+
+        workspace = Workspace.objects.get(slug="bench-lookup")
+        workspace_id, source_id = workspace.id, workspace.sources.get().id
+        args.events = Event.objects.count()
+    else:
+        workspace_id, source_id = fill(args.events)
     measure(args, workspace_id, source_id)
 
 

@@ -49,6 +49,8 @@ CREATE TABLE delivery_attempt (
 CREATE TABLE delivery_attempt_default PARTITION OF delivery_attempt DEFAULT;
 -- an event's attempts, per destination and mapping, in order
 CREATE INDEX delivery_attempt_event ON delivery_attempt (event_id, destination_id, mapping_id, number);
+-- a destination's delivery figures over a window of received times (recovery, time to delivery, 429s)
+CREATE INDEX delivery_attempt_destination ON delivery_attempt (destination_id, received_at);
 
 -- event lookup: by messageId, userId or anonymousId (every result is then narrowed to the caller's
 -- workspaces)

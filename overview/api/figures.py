@@ -21,6 +21,7 @@ from delivery.models import Destination, Source
 from delivery.steps import PIPELINE
 from overview import windows
 from overview.figures import pipeline as figures
+from overview.figures.recovery import recovery
 from overview.figures.results import EventMatch, FigureError, Timeseries
 from overview.figures.rollup_query import Scope, destination_scope, source_scope
 from overview.parameters import mapping_for, text
@@ -264,6 +265,41 @@ class TimeseriesView(FigureView):
         return TimeseriesSerializer(figures.timeseries(scope, window)).data
 
 
+class RecoverySerializer(serializers.Serializer):
+    delivered = serializers.IntegerField(
+        help_text="Deliveries (event × mapping) of the window's events that succeeded, from the attempt "
+        "history."
+    )
+    by_attempt = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Attempt number -> deliveries that succeeded on it: 1 is the first attempt, 2 and more "
+        "needed retries (the recovery funnel).",
+    )
+    first_attempt_percent = Rounded(help_text="Share of the successful deliveries made on the first attempt.")
+    time_to_delivery_p50_seconds = Rounded(help_text="Received -> the delivering answer, median.")
+    time_to_delivery_p95_seconds = Rounded()
+    throttled_attempts = serializers.IntegerField(help_text="Event attempts answered 429.")
+    throttled_requests = serializers.IntegerField(help_text="Batch requests answered 429.")
+    retry_after_asked_p50_seconds = Rounded(help_text="The Retry-After (seconds) those answers asked for.")
+    retry_after_asked_max_seconds = Rounded()
+    pending_now = serializers.IntegerField(
+        help_text="Deliveries waiting for a retry now (any received time)."
+    )
+    oldest_pending_received_at = serializers.DateTimeField(allow_null=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="When the next retry falls due.")
+
+
+class RecoveryView(FigureView):
+    """Recovery funnel, time to delivery, throttling and the retry backlog, from the attempt history."""
+
+    @extend_schema(parameters=[*WINDOW_PARAMETERS, MAPPING], responses=RecoverySerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        return super().get(request, pk)
+
+    def figure(self, request, scope, window):
+        return RecoverySerializer(recovery(scope.destination_ids[0], scope.mapping_id, window)).data
+
+
 def _routes(prefix: str, model: type, name: str) -> list:
     views = {
         "pipeline": PipelineView,
@@ -278,4 +314,8 @@ def _routes(prefix: str, model: type, name: str) -> list:
     ]
 
 
-urlpatterns = [*_routes("destinations", Destination, "destination"), *_routes("sources", Source, "source")]
+urlpatterns = [
+    *_routes("destinations", Destination, "destination"),
+    *_routes("sources", Source, "source"),
+    path("destinations/<int:pk>/recovery/", RecoveryView.as_view(), name="api-destination-recovery"),
+]

@@ -23,6 +23,7 @@ from overview import windows
 from overview.alerting.incidents import firing_by_subject, open_incidents
 from overview.figures import pipeline as figures
 from overview.figures.home import workspace_summary
+from overview.figures.recovery import recovery
 from overview.figures.results import EventMatch, FigureError
 from overview.figures.rollup_query import SOURCE_PIPELINE, Scope, destination_scope, source_scope
 from overview.pages import display
@@ -134,6 +135,7 @@ def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
         endpoint_host=urlsplit(destination.endpoint).hostname or "",
         fanout_rule=fanout.RULE,
         firing=open_incidents(ws, destination=destination),
+        recovery=recovery(destination.id, mapping.id if mapping else None, context["window"]),
     )
     return render_page(request, "overview/destination.html", context, status=400 if problems else 200)
 

@@ -28,7 +28,8 @@ def attempts_of(destination) -> list[dict]:
 def make_due(destination) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE delivery_outcome SET next_attempt_at = now() - interval '1 second'"
+            # Due again in their first order, so that each batch comes back as it was.
+            "UPDATE delivery_outcome SET next_attempt_at = now() - interval '1 hour' + id * interval '1 ms'"
             " WHERE destination_id = %s AND step = 'pending_retry'",
             [destination.id],
         )

@@ -79,3 +79,13 @@ def test_the_undelivered_page_and_its_csv_list_the_outcome_rows(recorded):  # no
     assert [r["message_id"] for r in rows] == [row[0] for row in truth]
     assert client.get(url, {"status": "abc"}).status_code == 400
     assert client.get(url, {"reason": "no-such-reason"}).content.decode().count("data-outcome=") == 0
+
+
+def test_the_overview_shows_the_recovery_figures(recorded, settings):  # noqa: F811
+    settings.DASHBOARD_LOOKBACK_MINUTES = 0  # this minute's events in the window
+    destination, _, user, _ = recorded
+    page = logged_in(user).get(f"/w/{destination.workspace.slug}/destinations/{destination.id}/?range=1h")
+    html = page.content.decode()
+    # 9 delivered: 6 on the first attempt, 3 after the first batch's 503; 3 failed on a 400.
+    assert "66.7%" in visible_text(page) and "6 on attempt 1 · 3 on attempt 2" in visible_text(page)
+    assert "data-throttled>0 event attempts<" in html
