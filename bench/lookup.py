@@ -77,9 +77,11 @@ def fill(events: int) -> tuple[int, int]:
                       "destination": destination.id, "mapping": mapping.id, "users": USERS,
                       "seconds": DAYS * 86400}  # fmt: skip
             cursor.execute(_EVENTS, params)
+            cursor.execute(_SEEN, params)
             cursor.execute(_OUTCOMES_AND_ATTEMPTS, params)
             print(f"  {last + 1:,} events stored ({time.perf_counter() - started:.0f} s)", flush=True)
-        cursor.execute("ANALYZE delivery_event; ANALYZE delivery_outcome; ANALYZE delivery_attempt")
+        for table in ("delivery_event", "delivery_seenmessage", "delivery_outcome", "delivery_attempt"):
+            cursor.execute(f"ANALYZE {table}")
     return workspace.id, source.id
 
 
@@ -94,6 +96,12 @@ SELECT i + 1, now() - (i %% %(seconds)s) * interval '1 second', %(ws)s, %(source
                           'properties', jsonb_build_object('n', i, 'plan', 'pro')),
        now()
 FROM generate_series(%(first)s, %(last)s) AS i
+"""
+# Each stored event's messageId, marked seen as ingestion marks it (the messageId lookup reads it).
+_SEEN = """
+INSERT INTO delivery_seenmessage (day, source_id, message_id, seen_at)
+SELECT (received_at AT TIME ZONE 'UTC')::date, source_id, message_id, received_at
+FROM delivery_event WHERE id BETWEEN %(first)s + 1 AND %(last)s + 1
 """
 _OUTCOMES_AND_ATTEMPTS = """
 WITH o AS (

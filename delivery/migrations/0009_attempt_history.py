@@ -1,5 +1,5 @@
 """Attempt history (every delivery attempt of every outcome, and each batch request once), and the
-indexes that find an event by its messageId, userId or anonymousId, and a destination's undelivered
+indexes that find an event by its userId or anonymousId, and a destination's undelivered
 events newest first. The new tables are partitioned by day like the rest of the pipeline's record."""
 
 from django.db import migrations
@@ -52,9 +52,8 @@ CREATE INDEX delivery_attempt_event ON delivery_attempt (event_id, destination_i
 -- a destination's delivery figures over a window of received times (recovery, time to delivery, 429s)
 CREATE INDEX delivery_attempt_destination ON delivery_attempt (destination_id, received_at);
 
--- event lookup: by messageId, userId or anonymousId (every result is then narrowed to the caller's
--- workspaces)
-CREATE INDEX delivery_event_message ON delivery_event (message_id);
+-- event lookup by userId or anonymousId (every result is then narrowed to the caller's workspaces); by
+-- messageId it goes through delivery_seenmessage's key
 CREATE INDEX delivery_event_user ON delivery_event ((payload->>'userId'));
 CREATE INDEX delivery_event_anonymous ON delivery_event ((payload->>'anonymousId'));
 
@@ -65,7 +64,7 @@ CREATE INDEX delivery_outcome_undelivered ON delivery_outcome (destination_id, r
 
 DROP = """
 DROP TABLE IF EXISTS delivery_batchrequest, delivery_attempt CASCADE;
-DROP INDEX IF EXISTS delivery_event_message, delivery_event_user, delivery_event_anonymous,
+DROP INDEX IF EXISTS delivery_event_user, delivery_event_anonymous,
     delivery_outcome_undelivered;
 """
 

@@ -15,10 +15,12 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connection
 
 from delivery import redaction
 from delivery.catalogue import describe
+from delivery.models import Source
 from delivery.steps import Step
 
 LOOKUP_LIMIT = 100  # events a lookup returns, newest first
@@ -118,6 +120,17 @@ def find(
     params: list = list(wanted.values())
     where.append("e.workspace_id = ANY(%s)")
     params.append(list(workspace_ids))
+    events_from = "delivery_event e"
+    if message_id:
+        # Through the dedupe table, which already holds every stored event's messageId by day and
+        # source (its key), with the event's received time: no index of its own on delivery_event,
+        # which would cost every ingested event. Each day and source is one probe of that key.
+        events_from = (
+            "delivery_seenmessage seen JOIN delivery_event e ON e.received_at = seen.seen_at"
+            " AND e.source_id = seen.source_id AND e.message_id = seen.message_id"
+        )
+        where += ["seen.message_id = %s", "seen.source_id = ANY(%s)", "seen.day = ANY(%s::date[])"]
+        params += [message_id, _sources(workspace_ids, source_id), _kept_days()]
     if source_id is not None:
         where.append("e.source_id = %s")
         params.append(source_id)
@@ -129,7 +142,7 @@ def find(
         params.append(destination_id)
     sql = (
         "SELECT e.id, e.workspace_id, e.source_id, s.name, e.message_id, e.received_at, e.type, e.name,"
-        " e.payload FROM delivery_event e JOIN delivery_source s ON s.id = e.source_id"
+        f" e.payload FROM {events_from} JOIN delivery_source s ON s.id = e.source_id"
         f" WHERE {' AND '.join(where)} ORDER BY e.received_at DESC, e.id DESC LIMIT %s"
     )
     params.append(limit)
@@ -138,6 +151,19 @@ def find(
         events = [_traced(row) for row in cursor.fetchall()]
     _add_deliveries(events)
     return events
+
+
+def _sources(workspace_ids: Sequence[int], source_id: int | None) -> list[int]:
+    sources = Source.objects.filter(workspace_id__in=workspace_ids)
+    if source_id is not None:
+        sources = sources.filter(id=source_id)
+    return list(sources.values_list("id", flat=True))
+
+
+def _kept_days() -> list[dt.date]:
+    """Every day an event kept may have been received on (the retention, and today's partitions)."""
+    today = dt.datetime.now(dt.UTC).date()
+    return [today - dt.timedelta(days=n) for n in range(-1, settings.EVENT_RETENTION_DAYS + 2)]
 
 
 def get(workspace_ids: Sequence[int], event_id: int) -> Traced | None:

@@ -78,6 +78,14 @@ def queue_events(
             ],
         )  # fmt: skip
         event_ids = sorted(row[0] for row in cursor.fetchall())
+        # Each stored event's messageId, marked seen as ingestion marks it (lookups read it too).
+        cursor.execute(
+            "INSERT INTO delivery_seenmessage (day, source_id, message_id, seen_at)"
+            " SELECT DISTINCT (%s::timestamptz AT TIME ZONE 'UTC')::date, %s, m, %s"
+            " FROM unnest(%s::text[]) AS m"
+            " ON CONFLICT DO NOTHING",
+            [received_at, source.id, received_at, [m.get("messageId", "") for m in messages]],
+        )
         cursor.execute(
             """
             INSERT INTO delivery_outcome (received_at, event_id, workspace_id, source_id, destination_id,
