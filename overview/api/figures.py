@@ -137,6 +137,11 @@ class SampleSerializer(serializers.Serializer):
 class BucketSerializer(serializers.Serializer):
     start = serializers.DateTimeField()
     counts = serializers.DictField(child=serializers.IntegerField())
+    throttled_attempts = serializers.IntegerField(
+        allow_null=True,
+        help_text="A destination's event attempts answered 429, of the events received in the bucket "
+        "(the sum over the buckets is the recovery figure's throttled_attempts); null for a source.",
+    )
 
 
 class TimeseriesSerializer(serializers.Serializer):

@@ -9,6 +9,7 @@ from dataclasses import replace
 from delivery.catalogue import describe
 from delivery.models import Sample
 from delivery.steps import DISCARD_STEPS, Step
+from overview.figures.recovery import throttled_by_bucket
 from overview.figures.results import (
     Breakdown,
     BreakdownGroup,
@@ -123,9 +124,17 @@ def _timeseries_from(scope: Scope, window: Window, rows: Iterable[tuple]) -> Tim
     for period, bucket, step, count in rows:
         if period == CURRENT and step in scope.steps:
             counts[max(bucket, window.start)][step] = count
+    starts = bucket_starts(window)
+    # A destination's chart also draws its throttled answers (from the attempt history)
+    throttled = throttled_by_bucket(scope.destination_ids[0], scope.mapping_id, window) if (
+        len(scope.destination_ids) == 1) else None  # fmt: skip
     buckets = [
-        Bucket(start, {str(step): counts[start].get(step, 0) for step in scope.steps})
-        for start in bucket_starts(window)
+        Bucket(
+            start,
+            {str(step): counts[start].get(step, 0) for step in scope.steps},
+            None if throttled is None else throttled.get(start, 0),
+        )
+        for start in starts
     ]
     return Timeseries(window, window.bucket, scope.steps, buckets)
 

@@ -62,6 +62,15 @@ FROM (
       AND a.status = 429 {mapping_a}
 ) throttled
 """
+# The same attempts as _THROTTLED, per chart bucket of the events' received time (buckets start at
+# multiples of their size since 2000-01-01 UTC, as the rollups' do)
+_THROTTLED_BY_BUCKET = """
+SELECT date_bin(%(bucket)s::interval, received_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'), count(*)
+FROM delivery_attempt
+WHERE destination_id = %(destination)s AND received_at >= %(start)s AND received_at < %(end)s
+  AND status = 429 {mapping}
+GROUP BY 1
+"""
 _PENDING = """
 SELECT count(*), min(received_at), min(next_attempt_at)
 FROM delivery_outcome
@@ -69,11 +78,28 @@ WHERE destination_id = %(destination)s AND step = 'pending_retry' {mapping}
 """
 
 
-def recovery(destination_id: int, mapping_id: int | None, window: Window) -> Recovery:
+def _params(destination_id: int, mapping_id: int | None, window: Window) -> tuple[dict, str]:
     params = {
         "destination": destination_id, "start": window.start, "end": window.end, "mapping": mapping_id,
+        "bucket": window.bucket,
     }  # fmt: skip
-    narrow = "AND mapping_id = %(mapping)s" if mapping_id is not None else ""
+    return params, "AND mapping_id = %(mapping)s" if mapping_id is not None else ""
+
+
+def throttled_by_bucket(destination_id: int, mapping_id: int | None, window: Window) -> dict:
+    """Bucket start (the first clipped to the window's start, as on the chart) -> attempts answered 429."""
+    params, narrow = _params(destination_id, mapping_id, window)
+    counts: dict = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_THROTTLED_BY_BUCKET.format(mapping=narrow), params)
+        for start, count in cursor.fetchall():
+            start = max(start, window.start)
+            counts[start] = counts.get(start, 0) + count
+    return counts
+
+
+def recovery(destination_id: int, mapping_id: int | None, window: Window) -> Recovery:
+    params, narrow = _params(destination_id, mapping_id, window)
     with connection.cursor() as cursor:
         cursor.execute(_DELIVERED.format(mapping=narrow), params)
         by_attempt = dict(cursor.fetchall())

@@ -240,6 +240,9 @@ class SampleView:
 class Bucket:
     start: dt.datetime
     counts: dict[str, int]
+    # A destination's event attempts answered 429 (throttled), of the events received in the bucket;
+    # None for a source, whose events have no attempts of their own
+    throttled_attempts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -251,3 +254,9 @@ class Timeseries:
 
     def series(self, step: Step | str) -> list[int]:
         return [b.counts.get(step, 0) for b in self.buckets]
+
+    @property
+    def throttled(self) -> list[int] | None:
+        if not self.buckets or self.buckets[0].throttled_attempts is None:
+            return None
+        return [b.throttled_attempts or 0 for b in self.buckets]

@@ -20,6 +20,9 @@ STEP_COLOURS = {
     Step.FAILED_DELIVERY: "#dc2626",
     Step.DELIVERED: "#16a34a",
 }
+# A destination chart's line of attempts answered 429 (counted by attempt, not by event)
+THROTTLED_LABEL = "Throttled (429)"
+THROTTLED_COLOUR = "#ea580c"
 # What a rise of each step means to an operator: more discards or retries is bad, more deliveries good.
 GOOD_WHEN_UP = {Step.DELIVERED}
 BAD_WHEN_UP = {
@@ -218,6 +221,19 @@ def chart(series: Timeseries) -> dict:
                 },
                 "marker": {"size": 4},
                 "hovertemplate": "%{y:,} events<extra>" + LABELS[step] + "</extra>",
+            }
+        )
+    if series.throttled is not None:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers" if len(x) <= 30 else "lines",
+                "name": THROTTLED_LABEL,
+                "x": x,
+                "y": series.throttled,
+                "line": {"color": THROTTLED_COLOUR, "width": 2, "dash": "dash"},
+                "marker": {"size": 4, "symbol": "diamond"},
+                "hovertemplate": "%{y:,} attempts answered 429<extra>" + THROTTLED_LABEL + "</extra>",
             }
         )
     return {"traces": traces, "bucket_minutes": int(series.bucket.total_seconds() // 60)}

@@ -2,7 +2,9 @@
 answers are known per batch: the funnel (delivered on attempt 1, 2, 3), time to delivery, the 429s with
 the Retry-After they asked for, and the backlog still pending. Each is compared to the outcome rows."""
 
+import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 from werkzeug import Response
@@ -24,7 +26,9 @@ SCRIPT = {
 }
 
 
-def test_the_recovery_figures_match_the_outcome_rows(transactional_db, httpserver, fast_retries):
+@pytest.fixture
+def scripted_run(transactional_db, httpserver, fast_retries):
+    """A destination whose 12 events met SCRIPT's answers, in batches of 3, through six rounds."""
     tries: dict[str, int] = {}
 
     def answer(request):
@@ -40,7 +44,11 @@ def test_the_recovery_figures_match_the_outcome_rows(transactional_db, httpserve
     for _ in range(6):  # a batch after a whole-request failure waits for the next round
         batching.deliver_due(destination.id, mapping.id)
         make_due(destination)
+    return destination
 
+
+def test_the_recovery_figures_match_the_outcome_rows(scripted_run, settings):
+    destination = scripted_run
     figures = recovery(destination.id, None, windows.preset("1h", timezone.now()))
 
     with connection.cursor() as cursor:
@@ -83,6 +91,20 @@ def test_the_recovery_figures_match_the_outcome_rows(transactional_db, httpserve
     body = client.get(f"/api/v1/destinations/{destination.id}/recovery/", {"range": "1h"}).json()
     assert body["by_attempt"] == {"1": 3, "2": 3, "3": 3} and body["throttled_requests"] == 1
     assert body["pending_now"] == 3
+    # The same 429s per chart bucket: every event was received in one minute, so in one bucket.
+    series = client.get(f"/api/v1/destinations/{destination.id}/timeseries/", {"range": "1h"}).json()
+    throttled = [b["throttled_attempts"] for b in series["buckets"]]
+    assert sum(throttled) == 3 and sorted(throttled)[-2:] == [0, 3]
+    source = destination.sources.get()
+    by_source = client.get(f"/api/v1/sources/{source.id}/timeseries/", {"range": "1h"}).json()
+    assert {b["throttled_attempts"] for b in by_source["buckets"]} == {None}
+    # And on the destination's chart, as its own line (over the API's window: no lookback).
+    settings.DASHBOARD_LOOKBACK_MINUTES = 0
+    page_client = Client()
+    page_client.force_login(user)
+    page = page_client.get(f"/w/{destination.workspace.slug}/destinations/{destination.id}/?range=1h")
+    line = next(t for t in page.context["chart"]["traces"] if t["name"] == "Throttled (429)")
+    assert line["y"] == throttled
     other = APIClient()
     other.force_authenticate(make_user())
     assert other.get(f"/api/v1/destinations/{destination.id}/recovery/").status_code == 404

@@ -6,8 +6,11 @@ import csv
 
 import pytest
 
+from delivery.models import Membership
 from tests.browser import open_page, shot
+from tests.factories import make_user
 from tests.overview.api.test_events import recorded, undelivered_outcomes  # noqa: F401 (a fixture)
+from tests.overview.api.test_recovery import scripted_run  # noqa: F401 (a fixture)
 from tests.overview.pages.test_browser import log_in
 
 pytestmark = pytest.mark.browser
@@ -57,3 +60,19 @@ def test_an_operator_follows_an_event_from_the_overview(chromium, live_server, r
             table = list(csv.DictReader(saved))
     assert [r["message_id"] for r in table] == [row[0] for row in undelivered_outcomes(destination)]
     assert {r["step"] for r in table} == {"failed_delivery"} and {r["status"] for r in table} == {"400"}
+
+
+def test_the_chart_draws_429s_as_their_own_line(chromium, live_server, scripted_run, settings):  # noqa: F811
+    settings.DASHBOARD_LOOKBACK_MINUTES = 0
+    destination = scripted_run
+    user = make_user()
+    Membership.objects.create(user=user, workspace=destination.workspace, role=Membership.Role.VIEWER)
+    with open_page(chromium, viewport={"width": 1366, "height": 900}) as page:
+        log_in(page, live_server, user.username)
+        page.goto(f"{live_server.url}/w/{destination.workspace.slug}/destinations/{destination.id}/?range=1h")
+        page.wait_for_selector("#chart[data-ready=true]")
+        assert "Throttled (429)" in page.locator("#chart .legend").text_content()
+        # The recovery card says the same: 3 event attempts in 1 request, asked to wait 2 s.
+        assert page.locator("[data-throttled]").inner_text() == "3 event attempts"
+        page.locator("#chart").scroll_into_view_if_needed()
+        shot(page, "event-05-chart-with-429s")
