@@ -7,7 +7,11 @@ a statement), builds the indexes the migrations declare, then times random looku
 same run, is reading one event by its primary key: lookups are reported as p50 and p95 in ms and as a
 ratio to that baseline's p95.
 
-    .venv/bin/python bench/lookup.py [--events 10000000] [--lookups 500]
+With --csv N, N of the stored deliveries are marked failed (a 400, spread over every day) and the
+destination's undelivered list is streamed as CSV through `overview.figures.events.undelivered_csv` (what
+the page and the API stream): rows/s, time to the first row, and how much the process's peak memory grew.
+
+    .venv/bin/python bench/lookup.py [--events 10000000] [--lookups 500] [--reuse] [--csv 1000000]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
 import sys
 import time
@@ -34,6 +39,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--lookups", type=int, default=500, help="lookups of each kind")
     parser.add_argument("--reuse", action="store_true", help="time the lookups on the last run's events")
+    parser.add_argument("--csv", type=int, default=0, help="stream an undelivered list of this many rows")
     args = parser.parse_args()
 
     os.environ.setdefault("DELIVERY_DATA_DIR", str(ROOT / ".data" / "bench"))
@@ -57,6 +63,8 @@ def main() -> None:
     else:
         workspace_id, source_id = fill(args.events)
     measure(args, workspace_id, source_id)
+    if args.csv:
+        stream_csv(workspace_id, args.csv, args.events)
 
 
 def fill(events: int) -> tuple[int, int]:
@@ -163,6 +171,57 @@ def measure(args, workspace_id: int, source_id: int) -> None:
             f"  {name:>24}: p50 {statistics.median(times):6.1f} ms, p95 {_p95(times):6.1f} ms"
             f"  ({_p95(times) / baseline:.1f}x the primary-key p95)"
         )
+
+
+def stream_csv(workspace_id: int, rows: int, stored: int) -> None:
+    from django.db import connection
+
+    from delivery.models import Destination
+    from overview.figures import events
+
+    destination = Destination.objects.get(workspace_id=workspace_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM delivery_outcome WHERE destination_id = %s AND step = 'failed_delivery'",
+            [destination.id],
+        )
+        if cursor.fetchone()[0] != rows:
+            print(f"  marking {rows:,} deliveries failed …", flush=True)
+            params = {"destination": destination.id, "rows": rows, "every": max(1, stored // rows)}
+            cursor.execute(_UNFAIL, params)
+            cursor.execute(_FAIL, params)
+            cursor.execute("ANALYZE delivery_outcome")
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    lines = events.undelivered_csv(destination.id, events.UndeliveredFilter())
+    next(lines)
+    written = size = 0
+    first = None
+    for line in lines:
+        if first is None:
+            first = time.perf_counter() - started
+        written += 1
+        size += len(line)
+    took = time.perf_counter() - started
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before  # KiB on Linux
+    print(
+        f"  undelivered CSV: {written:,} rows ({size / 1e6:,.0f} MB) in {took:.1f} s, {written / took:,.0f}"
+        f" rows/s, first row after {first * 1000:.0f} ms, peak memory grew {grown / 1024:.1f} MiB"
+    )
+
+
+_UNFAIL = """
+UPDATE delivery_outcome SET step = 'delivered', reason_code = '', status = 200, error_type = '',
+       error_message = ''
+WHERE destination_id = %(destination)s AND step = 'failed_delivery'
+"""
+# Every `every`-th delivery failed with a 400, until `rows` have (the flag's index takes them newest first).
+_FAIL = """
+UPDATE delivery_outcome SET step = 'failed_delivery', reason_code = '400', status = 400,
+       error_type = 'http', error_message = 'Bad Request: {"error": "invalid email"}'
+WHERE destination_id = %(destination)s AND event_id %% %(every)s = 0 AND event_id <= %(rows)s * %(every)s
+  AND step = 'delivered'
+"""
 
 
 def _p95(times: list[float]) -> float:
