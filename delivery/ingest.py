@@ -10,6 +10,7 @@ counts and answers, and the sweeper routes what no wake-up reached.
 """
 
 import datetime as dt
+import json
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -206,6 +207,8 @@ def store(
         stored = [message for message_id, message in fresh.items() if message_id in ids]
         duplicates += [message for message_id, message in fresh.items() if message_id not in ids]
         _record(source, received_at, stored, rejections, duplicates)
+        if rejections:
+            _keep_rejected(source, received_at, rejections)
         receipt.event_ids = [ids[m.message_id] for m in stored]
         if receipt.event_ids:
             wakeups.after_commit(partial(wakeups.request_routing, receipt.event_ids))
@@ -311,6 +314,39 @@ def _record(
         )
     tally.write()
     samples.write()
+
+
+# What is kept of a rejected message over the 32 KB limit: the fields a lookup finds it by, and its name.
+KEPT_WHEN_TOO_LARGE = ("messageId", "type", "event", "name", "userId", "anonymousId")
+
+
+def _keep_rejected(source: Source | SourceRef, received_at: dt.datetime, rejections: list[Rejection]) -> None:
+    """Every message that failed on ingest, as received with its reason, for event lookups: one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO delivery_rejectedmessage (received_at, workspace_id, source_id, message_id, type,"
+            " name, reason_code, error_message, body)"
+            " SELECT %s, %s, %s, m.message_id, m.type, m.name, m.reason_code, m.error_message, m.body::jsonb"
+            " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+            " AS m(message_id, type, name, reason_code, error_message, body)",
+            [
+                received_at, source.workspace_id, source.id,
+                [r.message_id for r in rejections], [r.type for r in rejections],
+                [r.name for r in rejections], [str(r.code) for r in rejections],
+                [r.error_message[:2000] for r in rejections], [_kept_body(r.raw) for r in rejections],
+            ],
+        )  # fmt: skip
+
+
+def _kept_body(raw: object) -> str:
+    text = json.dumps(raw, ensure_ascii=False, default=str)
+    if len(text) <= MAX_MESSAGE_BYTES:
+        return text
+    kept = {}
+    if isinstance(raw, dict):
+        kept = {key: raw[key] for key in KEPT_WHEN_TOO_LARGE if isinstance(raw.get(key), str | int | float)}
+    kept["notKept"] = f"The message was {len(text.encode()):,} bytes; only these fields of it are kept."
+    return json.dumps(storable(kept), ensure_ascii=False)
 
 
 def _where(source: Source | SourceRef, event_type: str, event_name: str, app_version: str) -> Where:

@@ -12,7 +12,7 @@ from delivery import rollups
 log = logging.getLogger(__name__)
 
 # Every table partitioned by day -> the column it is partitioned on; created by migrations 0002 to
-# 0004 and 0009. The rollups are those rollups.ROLLUPS declares, on their time column. Attempts go by
+# 0004, 0009 and 0010. The rollups are those rollups.ROLLUPS declares, on their time column. Attempts go by
 # their event's received time, so they are dropped with the events.
 PARTITIONED = {
     "delivery_event": "received_at",
@@ -22,6 +22,7 @@ PARTITIONED = {
     "delivery_seenmessage": "day",
     "delivery_attempt": "received_at",
     "delivery_batchrequest": "at",
+    "delivery_rejectedmessage": "received_at",
 }
 DAYS_AHEAD = 3
 

@@ -74,13 +74,22 @@ class DeliverySerializer(serializers.Serializer):
 
 
 class IngestSerializer(serializers.Serializer):
-    verdict = serializers.CharField(help_text="accepted: the event passed ingest and was stored.")
-    reason_code = serializers.CharField()
+    verdict = serializers.ChoiceField(
+        ["accepted", "failed_on_ingest"],
+        help_text="accepted: the event passed ingest and was stored and routed; failed_on_ingest: the "
+        "message was refused (its reason below), kept for lookups, never routed.",
+    )
+    reason_code = serializers.CharField(help_text="The failed-on-ingest code (see the catalogue).")
     reason = serializers.CharField()
+    remedy = serializers.CharField()
+    error_message = serializers.CharField(help_text="What was wrong with this message.")
 
 
 class EventSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.IntegerField(
+        help_text="The event's id (/api/v1/events/<id>/), or for a message that failed on ingest its id "
+        "among those (/api/v1/events/rejected/<id>/)."
+    )
     message_id = serializers.CharField()
     received_at = serializers.DateTimeField()
     source = serializers.IntegerField(source="source_id")
@@ -163,9 +172,13 @@ class EventLookupView(APIView):
 
 
 class EventView(APIView):
+    """One event by id, traced; with `read=events.get_rejected`, one message that failed on ingest."""
+
+    read = staticmethod(events.get)
+
     @extend_schema(responses=EventSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        event = events.get(workspace_ids(request), pk)
+        event = self.read(workspace_ids(request), pk)
         if event is None:
             raise Http404("No event here.")
         return Response(EventSerializer(event).data)
@@ -299,6 +312,11 @@ def csv_response(destination: Destination, match: events.UndeliveredFilter) -> S
 urlpatterns = [
     path("events/", EventLookupView.as_view(), name="api-events"),
     path("events/<int:pk>/", EventView.as_view(), name="api-event"),
+    path(
+        "events/rejected/<int:pk>/",
+        EventView.as_view(read=events.get_rejected),
+        name="api-rejected-message",
+    ),
     path("requests/<int:pk>/", BatchRequestView.as_view(), name="api-batch-request"),
     path("destinations/<int:pk>/undelivered/", UndeliveredView.as_view(), name="api-undelivered"),
     path("destinations/<int:pk>/undelivered.csv", UndeliveredCsvView.as_view(), name="api-undelivered-csv"),

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -86,11 +86,31 @@ class Traced:
     name: str
     body: object
     deliveries: list[Delivery] = field(default_factory=list)
+    # A message that failed on ingest (delivery_rejectedmessage, its own ids): its reason code and message
+    ingest_code: str = ""
+    ingest_message: str = ""
+
+    @property
+    def rejected(self) -> bool:
+        return bool(self.ingest_code)
+
+    @property
+    def trace_view(self) -> str:
+        """The page of this trace (URL name): a rejected message's id is not an event's."""
+        return "rejected_trace" if self.rejected else "event_trace"
 
     @property
     def ingest(self) -> dict:
-        """Stored events passed ingest; those refused at ingest are not stored (see `failed_at_ingest`)."""
-        return {"verdict": "accepted", "reason_code": "", "reason": ""}
+        if not self.rejected:
+            return {"verdict": "accepted", "reason_code": "", "reason": "", "remedy": "", "error_message": ""}
+        entry = describe(Step.FAILED_ON_INGEST, self.ingest_code)
+        return {
+            "verdict": str(Step.FAILED_ON_INGEST),
+            "reason_code": self.ingest_code,
+            "reason": entry.label,
+            "remedy": entry.remedy,
+            "error_message": self.ingest_message,
+        }
 
 
 # --- lookup -------------------------------------------------------------------------------------------
@@ -151,7 +171,55 @@ def find(
         cursor.execute(sql, params)
         events = [_traced(row) for row in cursor.fetchall()]
         _add_deliveries(events)
-    return events
+        if destination_id is None:  # a rejected message reached no destination
+            events += _rejected(cursor, workspace_ids, wanted, source_id, limit)
+    events.sort(key=lambda e: (e.received_at, not e.rejected, e.id), reverse=True)
+    return events[:limit]
+
+
+# The same keys in the messages that failed on ingest (each has an index there)
+REJECTED_KEYS = {
+    "message_id": "r.message_id",
+    "user_id": "r.body->>'userId'",
+    "anonymous_id": "r.body->>'anonymousId'",
+}
+_REJECTED = (
+    "SELECT r.id, r.workspace_id, r.source_id, s.name, r.message_id, r.received_at, r.type, r.name, r.body,"
+    " r.reason_code, r.error_message FROM delivery_rejectedmessage r"
+    " JOIN delivery_source s ON s.id = r.source_id"
+)
+
+
+def _rejected(cursor, workspace_ids: Sequence[int], wanted: dict, source_id: int | None, limit: int) -> list:
+    where = [f"{REJECTED_KEYS[key]} = %s" for key in wanted] + ["r.workspace_id = ANY(%s)"]
+    params: list = [*wanted.values(), list(workspace_ids)]
+    if "message_id" in wanted:
+        where.append("r.message_id <> ''")  # the partial index's predicate
+    if source_id is not None:
+        where.append("r.source_id = %s")
+        params.append(source_id)
+    cursor.execute(
+        f"{_REJECTED} WHERE {' AND '.join(where)} ORDER BY r.received_at DESC, r.id DESC LIMIT %s",
+        [*params, limit],
+    )
+    return [_traced_rejected(row) for row in cursor.fetchall()]
+
+
+def get_rejected(workspace_ids: Sequence[int], rejected_id: int) -> Traced | None:
+    """One message that failed on ingest, by its id, if it is in these workspaces."""
+    if not 0 < rejected_id < 2**63:
+        return None
+    with _serial() as cursor:
+        cursor.execute(
+            f"{_REJECTED} WHERE r.id = %s AND r.workspace_id = ANY(%s)", [rejected_id, list(workspace_ids)]
+        )
+        row = cursor.fetchone()
+    return _traced_rejected(row) if row else None
+
+
+def _traced_rejected(row: tuple) -> Traced:
+    *event, reason_code, error_message = row
+    return replace(_traced(tuple(event)), ingest_code=reason_code, ingest_message=error_message)
 
 
 @contextmanager

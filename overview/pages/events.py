@@ -46,7 +46,7 @@ def lookup(request: HttpRequest, slug: str) -> HttpResponse:
             destination_id=destination.id if destination else None,
         )
         if len(found) == 1 and request.GET.get("open") == "1":
-            return redirect("event_trace", slug=ws.slug, pk=found[0].id)
+            return redirect(found[0].trace_view, slug=ws.slug, pk=found[0].id)
     elif "q" in request.GET and not problem:
         problem = "Type a messageId, userId or anonymousId to look for."
     context = {
@@ -66,8 +66,18 @@ def lookup(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def trace(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _trace(request, slug, pk, events.get)
+
+
+@login_required
+def rejected_trace(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """A message that failed on ingest: as received, with its reason and remedy."""
+    return _trace(request, slug, pk, events.get_rejected)
+
+
+def _trace(request: HttpRequest, slug: str, pk: int, read) -> HttpResponse:
     ws = workspace_or_404(request.user, slug)
-    event = events.get([ws.id], pk)
+    event = read([ws.id], pk)
     if event is None:
         raise Http404("No event here.")
     context = {

@@ -16,6 +16,7 @@ urlpatterns = [
     path("w/<slug:slug>/refused/", views.refused_requests, name="refused_requests"),
     path("w/<slug:slug>/events/", events.lookup, name="event_lookup"),
     path("w/<slug:slug>/events/<int:pk>/", events.trace, name="event_trace"),
+    path("w/<slug:slug>/events/rejected/<int:pk>/", events.rejected_trace, name="rejected_trace"),
     path("w/<slug:slug>/requests/<int:pk>/", events.batch_request, name="batch_request"),
     path(
         "w/<slug:slug>/destinations/<int:pk>/undelivered/", events.undelivered, name="destination_undelivered"

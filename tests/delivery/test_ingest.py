@@ -46,6 +46,18 @@ def step_counts(source_id: int, table: str = "delivery_rollup") -> dict[tuple[st
         return {(step, reason): int(n) for step, reason, n in cursor.fetchall() if n}
 
 
+def rejected_messages(source_id: int) -> list[tuple]:
+    """The messages kept as failed on ingest: (reason code, error message, body), oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reason_code, error_message, body FROM delivery_rejectedmessage WHERE source_id = %s"
+            " ORDER BY id",
+            [source_id],
+        )
+        rows = cursor.fetchall()
+    return [(code, text, json.loads(body) if isinstance(body, str) else body) for code, text, body in rows]
+
+
 def track(i: int = 1, **fields) -> dict:
     return {
         "type": "track",
@@ -283,6 +295,8 @@ def test_an_invalid_message_fails_on_ingest_with_its_code_and_the_rest_of_the_ba
     assert (sample.reason_code, sample.error_message) == (code, error_message)
     stored_body = json.loads(json.dumps(message).replace("\\u0000", "\\ufffd").replace("\\ud800", "?"))
     assert sample.body == stored_body
+    # Kept whole for event lookups, with its reason.
+    assert rejected_messages(source.id) == [(code, error_message, stored_body)]
 
 
 def test_a_message_with_nan_or_infinity_fails_and_is_sampled_with_null_in_their_place(client, source):
@@ -489,6 +503,10 @@ def test_a_single_message_over_32_kb_is_413_and_counted(client, source):
     sample = Sample.objects.get(source_id=source.id)
     assert (sample.message_id, sample.event_name) == ("big-1", "Big")
     assert sample.error_message == "The message is 33,088 bytes, over the 32 KB (32,768 bytes) limit."
+    # Kept for lookups without its body: only the fields it is found by.
+    [(code, _, body)] = rejected_messages(source.id)
+    assert code == "message_too_large" and body.pop("notKept").startswith("The message was 33,")
+    assert body == {"userId": "u", "event": "Big", "messageId": "big-1", "type": "track"}
 
 
 def test_an_oversized_message_in_a_batch_fails_alone_and_the_batch_is_accepted(client, source):

@@ -11,6 +11,7 @@ from tests.browser import open_page, shot
 from tests.factories import make_user
 from tests.overview.api.test_events import recorded, undelivered_outcomes  # noqa: F401 (a fixture)
 from tests.overview.api.test_recovery import scripted_run  # noqa: F401 (a fixture)
+from tests.overview.api.test_rejected_lookup import sent  # noqa: F401 (a fixture)
 from tests.overview.pages.test_browser import log_in
 
 pytestmark = pytest.mark.browser
@@ -76,3 +77,19 @@ def test_the_chart_draws_429s_as_their_own_line(chromium, live_server, scripted_
         assert page.locator("[data-throttled]").inner_text() == "3 event attempts"
         page.locator("#chart").scroll_into_view_if_needed()
         shot(page, "event-05-chart-with-429s")
+
+
+def test_a_failed_on_ingest_sample_leads_to_its_message(chromium, live_server, sent, settings):  # noqa: F811
+    settings.DASHBOARD_LOOKBACK_MINUTES = 0
+    source, user, _ = sent
+    overview = f"{live_server.url}/w/{source.workspace.slug}/sources/{source.id}/"
+    with open_page(chromium, viewport={"width": 1366, "height": 900}) as page:
+        log_in(page, live_server, user.username)
+        page.goto(f"{overview}?step=failed_on_ingest&reason=invalid_timestamp&detail=samples&range=1h")
+        page.locator("a[data-trace]").first.click()
+        page.wait_for_selector("[data-reason]")
+        assert page.locator("[data-ingest]").inner_text() == "failed on ingest"
+        assert page.locator("[data-reason]").inner_text() == "invalid_timestamp"
+        assert page.locator("[data-error]").inner_text() == "timestamp is not an ISO 8601 date: 'yesterday'."
+        assert "<script>alert(1)</script>" in page.locator("[data-body]").inner_text()  # shown as text
+        shot(page, "event-06-failed-on-ingest")
