@@ -151,7 +151,7 @@ def record(
     made) for one attempt, in one transaction; rows no longer ours (lease lost, or already final) are
     left alone and not counted."""
     outcomes = claim_.outcomes
-    dispositions = retries.dispose_batch([o.attempts for o in outcomes], results, max_retries, now)
+    dispositions = retries.dispose_batch([o.attempts_this_round for o in outcomes], results, max_retries, now)
     columns = (
         [o.received_at for o in outcomes],
         [o.id for o in outcomes],
@@ -228,7 +228,7 @@ class _WholeEvent:
     def __init__(self, tally: Tally, siblings: outbox.Siblings) -> None:
         self.tally = tally
         self.siblings = siblings
-        self.changes: dict[tuple[dt.datetime, int], tuple[Claimed, tuple[Step, str]]] = {}
+        self.changes: dict[tuple[dt.datetime, int], tuple[Claimed, dict[int | None, tuple[Step, str]]]] = {}
         self._wheres: dict[Where, Where] = {}
 
     def where(self, outcome: Claimed) -> Where:
@@ -239,20 +239,49 @@ class _WholeEvent:
     def move(self, outcome: Claimed, old: tuple[Step, str], new: tuple[Step, str]) -> None:
         if outcome.fanout <= 1:
             self.tally.move(outcome.received_at, self.where(outcome), old, new)
-        else:
-            self.changes[(outcome.received_at, outcome.event_id)] = (outcome, new)
+        else:  # several of an event's mappings may move at once (a bulk retry)
+            key = (outcome.received_at, outcome.event_id)
+            self.changes.setdefault(key, (outcome, {}))[1][outcome.where.mapping_id] = new
 
     def settle(self) -> None:
-        for key, (outcome, new) in self.changes.items():
+        for key, (outcome, news) in self.changes.items():
             states = self.siblings.get(key)
             if not states:
                 continue
-            mapping_id = outcome.where.mapping_id
             before = fanout.aggregate(states)
             after = fanout.aggregate(
-                [(m, *new) if m == mapping_id else (m, step, reason) for m, step, reason in states]
+                [(m, *news[m]) if m in news else (m, step, reason) for m, step, reason in states]
             )
             self.tally.move(outcome.received_at, self.where(outcome), before, after)
+
+
+# --- a bulk retry: failed outcomes back in the outbox ---------------------------------------------------
+
+
+def retry_failed(destination_id: int, rows: Sequence[tuple[dt.datetime, int, int]], job_id: int) -> int:
+    """Put these outcomes (received_at, outcome id, event id) back in the outbox, due now and with the
+    destination's full set of retries, if they are still failed; their counts move from Failed delivery
+    to awaiting delivery for their received minute, per mapping and for the event as a whole, in the
+    same transaction. Outcomes no longer failed (delivered since, or taken by another retry) are left
+    alone. Returns how many were queued."""
+    if not rows:
+        return 0
+    with transaction.atomic():
+        # Every mapping of these events, locked in the order delivery locks them (no deadlock with a
+        # worker settling one of them), with the steps and reasons they have before this retry.
+        siblings = outbox.lock_siblings(destination_id, [(r[0], r[2]) for r in rows])
+        requeued = outbox.requeue_failed(destination_id, [(r[0], r[1]) for r in rows], job_id)
+        tally = Tally()
+        whole = _WholeEvent(tally, siblings)
+        for outcome in requeued:
+            states = siblings.get((outcome.received_at, outcome.event_id), [])
+            reason = next((r for m, _, r in states if m == outcome.where.mapping_id), outcome.reason_code)
+            old, new = (Step.FAILED_DELIVERY, reason), (Step.QUEUED, "")
+            tally.move(outcome.received_at, outcome.where, old, new)
+            whole.move(outcome, old, new)
+        whole.settle()
+        tally.write()
+    return len(requeued)
 
 
 # --- one batch, start to end ------------------------------------------------------------------------
@@ -299,15 +328,16 @@ def _not_sendable(outcome: Claimed, target: Target, events: dict[int, Any]) -> E
             error_message=f"event {outcome.event_id} is no longer stored, so it cannot be sent",
             reason_code=Reason.INTERNAL,
         )
-    if outcome.attempts > target.max_retries + 1 + INTERRUPTED_ALLOWANCE:
+    if outcome.attempts_this_round > target.max_retries + 1 + INTERRUPTED_ALLOWANCE:
         # Claimed again and again without a result being recorded: each time a worker died or lost its
         # lease mid-batch. Giving up keeps one poisonous batch from being retried forever.
         return Error(
             status=None,
             error_type=ErrorType.UNKNOWN_ERROR,
             error_message=(
-                f"Gave up after {outcome.attempts} attempts; {INTERRUPTED_ALLOWANCE + 1} or more of them were"
-                " interrupted before an answer was recorded (a worker stopped in the middle of the batch)"
+                f"Gave up after {outcome.attempts_this_round} attempts; {INTERRUPTED_ALLOWANCE + 1} or more"
+                " of them were interrupted before an answer was recorded (a worker stopped in the middle of"
+                " the batch)"
             ),
             reason_code=Reason.RETRIES_EXHAUSTED,
         )

@@ -158,6 +158,8 @@ class Outcome(models.Model):
     error_message = models.TextField(default="")
     updated_at = models.DateTimeField()
     fanout = models.SmallIntegerField(default=1)  # mappings of the destination the event reached
+    retry_base = models.IntegerField(default=0)  # attempts it had when a bulk retry queued it again
+    retry_job_id = models.BigIntegerField(null=True)  # that retry (overview.models.RetryJob)
 
     class Meta:
         managed = False

@@ -113,6 +113,11 @@ class Claimed:
     reason_code: str
     attempts: int  # including this attempt
     fanout: int = 1  # how many mappings of the destination the event reached (see delivery.fanout)
+    retry_base: int = 0  # attempts it had when a bulk retry queued it again (they do not count to its limit)
+
+    @property
+    def attempts_this_round(self) -> int:
+        return self.attempts - self.retry_base
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ WITH claimed AS (
     FROM unnest(%s::timestamptz[], %s::bigint[]) AS due(received_at, id)
     WHERE o.received_at = due.received_at AND o.id = due.id AND o.received_at >= %s AND o.received_at <= %s
     RETURNING o.id, o.received_at, o.event_id, o.workspace_id, o.source_id, o.event_type, o.event_name,
-        o.app_version, o.step, o.reason_code, o.attempts, o.claimed_until, o.fanout
+        o.app_version, o.step, o.reason_code, o.attempts, o.claimed_until, o.fanout, o.retry_base
 )
 SELECT c.*, e.message_id, e.payload
 FROM claimed c
@@ -186,12 +191,13 @@ def claim(destination_id: int, mapping_id: int, limit: int, lease: float | None 
             reason_code=row[9],
             attempts=row[10],
             fanout=row[12],
+            retry_base=row[13],
         )
         for row in rows
     ]
     # Django's psycopg setup hands jsonb over as text. An event row can only be missing if its partition
     # was dropped while its outcome's was not (retention).
-    events = {row[2]: (row[13], jsontext.loads(row[14])) for row in rows if row[14] is not None}
+    events = {row[2]: (row[14], jsontext.loads(row[15])) for row in rows if row[15] is not None}
     return Claim(lease=rows[0][11], outcomes=outcomes, events=events)
 
 
@@ -225,6 +231,46 @@ def settle(claim_: Claim, columns: Sequence[list]) -> set[int]:
         cursor.execute("SET LOCAL synchronous_commit TO off")
         cursor.execute(_SETTLE, [*columns, min(times), max(times), claim_.lease])
         return {row[0] for row in cursor.fetchall()}
+
+
+# --- a bulk retry: failed outcomes due again --------------------------------------------------------
+
+_REQUEUE = f"""
+UPDATE delivery_outcome o
+SET step = '{Step.QUEUED}', reason_code = '', status = NULL, error_type = '', error_message = '',
+    next_attempt_at = statement_timestamp(), claimed_until = NULL, retry_base = o.attempts,
+    retry_job_id = %s, updated_at = statement_timestamp()
+FROM unnest(%s::timestamptz[], %s::bigint[]) AS r(received_at, id)
+WHERE o.received_at = r.received_at AND o.id = r.id AND o.received_at >= %s AND o.received_at <= %s
+  AND o.destination_id = %s AND o.step = '{Step.FAILED_DELIVERY}'
+RETURNING o.id, o.received_at, o.event_id, o.workspace_id, o.source_id, o.mapping_id, o.event_type,
+    o.event_name, o.app_version, o.attempts, o.fanout
+"""
+
+
+def requeue_failed(
+    destination_id: int, rows: Sequence[tuple[dt.datetime, int]], job_id: int
+) -> list[Claimed]:
+    """These outcomes (received_at, id), if still failed, queued again and stamped with the retry job;
+    returned as they were (step failed_delivery; the reason is the caller's to know, from its locked
+    siblings). In the caller's transaction."""
+    times, ids = [r[0] for r in rows], [r[1] for r in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(_REQUEUE, [job_id, times, ids, min(times), max(times), destination_id])
+        found = cursor.fetchall()
+    return [
+        Claimed(
+            id=row[0],
+            received_at=row[1],
+            event_id=row[2],
+            where=Where(row[3], row[4], destination_id, row[5], row[6], row[7], row[8]),
+            step=str(Step.FAILED_DELIVERY),
+            reason_code="",
+            attempts=row[9],
+            fanout=row[10],
+        )
+        for row in found
+    ]
 
 
 # --- delivery: the event at the destination as a whole (see delivery.fanout) --------------------------

@@ -22,5 +22,6 @@ app.conf.beat_schedule = {
     "flush-delivery-batches": {"task": "delivery.tasks.flush_batches", "schedule": 1.0},
     "maintain-partitions": {"task": "delivery.tasks.maintain_partitions", "schedule": 3600.0},
     "evaluate-alerts": {"task": "overview.tasks.evaluate_alerts", "schedule": 60.0},
+    "resume-retry-jobs": {"task": "overview.tasks.resume_retry_jobs", "schedule": 60.0},
 }
 app.autodiscover_tasks(["delivery", "overview"])

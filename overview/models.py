@@ -1,7 +1,9 @@
 """Alerting: rules on a destination's delivery success rate or a source's volume, the incidents they
-open, each incident's timeline, and every notification sent (or failed) about it.
+open, each incident's timeline, and every notification sent (or failed) about it. And the operators'
+bulk retries of failed deliveries.
 
-The rules' evaluation lives in `overview/alerts.py`, the channels in `overview/notify.py`.
+The rules' evaluation lives in `overview/alerts.py`, the channels in `overview/notify.py`, the retries in
+`overview/retries.py`.
 """
 
 from django.conf import settings
@@ -264,3 +266,38 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class RetryJob(models.Model):
+    """A bulk retry of a destination's failed deliveries (overview.retries): the filter it was given and
+    its progress. The outcome rows it put back in the outbox carry its id (delivery_outcome.retry_job_id),
+    which is how its delivered and failed counts are read."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Queueing"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="retry_jobs")
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="retry_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # As given (overview.retries.Filter): mapping, reason, status, error type, event name, event, times
+    filters = models.JSONField(default=dict)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.RUNNING)
+    total = models.IntegerField(default=0)  # failed deliveries it matched when it started
+    queued = models.IntegerField(default=0)  # put back in the outbox for a new attempt
+    skipped = models.IntegerField(default=0)  # matched, but no longer failed when the job reached them
+    # Where the job has got to, newest first: the last outcome it went through
+    after_received_at = models.DateTimeField(null=True, blank=True)
+    after_outcome_id = models.BigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)  # its last step: a running job long still was lost
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["destination", "-created_at"], name="retryjob_destination")]
+
+    def __str__(self) -> str:
+        return f"retry {self.id} of {self.destination_id} ({self.state})"

@@ -225,6 +225,7 @@ UNDELIVERED_PARAMETERS = [
     OpenApiParameter("status", int, description="An HTTP status code."),
     OpenApiParameter("error_type", str),
     OpenApiParameter("event_name", str),
+    OpenApiParameter("event", int, description="One event's deliveries (its id)."),
     OpenApiParameter(
         "range",
         str,
@@ -248,6 +249,9 @@ def undelivered_filter(destination: Destination, params) -> events.UndeliveredFi
     status = _text(params, "status")
     if status and not (status.isascii() and status.isdigit() and 100 <= int(status) <= 599):
         raise ValueError(f"status must be an HTTP status code (100 to 599), not {status[:40]!r}.")
+    event = _text(params, "event")
+    if event and not (event.isascii() and event.isdigit() and int(event) <= MAX_ID):
+        raise ValueError(f"event must be an event's id, not {event[:40]!r}.")
     start = end = None
     if any(params.get(name) for name in ("range", "start", "end")):
         try:
@@ -264,6 +268,7 @@ def undelivered_filter(destination: Destination, params) -> events.UndeliveredFi
         event_name=_text(params, "event_name"),
         start=start,
         end=end,
+        event_id=int(event) if event else None,
     )
 
 

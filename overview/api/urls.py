@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("overview.api.figures")),
     path("", include("overview.api.config")),
     path("", include("overview.api.events")),
+    path("", include("overview.api.retries")),
 ]

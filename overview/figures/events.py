@@ -409,6 +409,7 @@ class UndeliveredFilter:
     event_name: str = ""
     start: dt.datetime | None = None
     end: dt.datetime | None = None  # exclusive
+    event_id: int | None = None
 
 
 def encode_cursor(row: Undelivered) -> str:
@@ -430,6 +431,39 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
 _STEPS = "(" + ", ".join(f"'{step}'" for step in UNDELIVERED_STEPS) + ")"
 
 
+# A filter's fields and the outcome columns they match (what another table names them is its own)
+FILTER_COLUMNS = {
+    "mapping_id": "o.mapping_id", "step": "o.step", "reason_code": "o.reason_code", "status": "o.status",
+    "error_type": "o.error_type", "event_name": "o.event_name", "event_id": "o.event_id",
+    "received_at": "o.received_at",
+}  # fmt: skip
+
+
+def filter_conditions(
+    match: UndeliveredFilter, columns: dict[str, str] = FILTER_COLUMNS
+) -> tuple[list, list]:
+    """The WHERE conditions (ANDed) and parameters for each field the filter gives, on these columns."""
+    where, params = [], []
+    for name, column in columns.items():
+        value = getattr(match, name, None)
+        if value not in (None, ""):
+            where.append(f"{column} = %s")
+            params.append(value)
+    if match.start is not None:
+        where.append(f"{columns['received_at']} >= %s")
+        params.append(match.start)
+    if match.end is not None:
+        where.append(f"{columns['received_at']} < %s")
+        params.append(match.end)
+    return where, params
+
+
+def undelivered_where(destination_id: int, match: UndeliveredFilter) -> tuple[list, list]:
+    """The WHERE conditions (ANDed) and parameters of the list's rows (outcome table alias `o`)."""
+    where, params = filter_conditions(match)
+    return ["o.destination_id = %s", f"o.step IN {_STEPS}", *where], [destination_id, *params]
+
+
 def undelivered(
     destination_id: int,
     match: UndeliveredFilter,
@@ -438,25 +472,7 @@ def undelivered(
 ) -> list[Undelivered]:
     """One page of the destination's undelivered events, newest first, after the cursor's row: a range of
     the undelivered index (no OFFSET)."""
-    where = ["o.destination_id = %s", f"o.step IN {_STEPS}"]
-    params: list = [destination_id]
-    for column, value in (
-        ("o.mapping_id", match.mapping_id),
-        ("o.step", match.step),
-        ("o.reason_code", match.reason_code),
-        ("o.status", match.status),
-        ("o.error_type", match.error_type),
-        ("o.event_name", match.event_name),
-    ):
-        if value not in (None, ""):
-            where.append(f"{column} = %s")
-            params.append(value)
-    if match.start is not None:
-        where.append("o.received_at >= %s")
-        params.append(match.start)
-    if match.end is not None:
-        where.append("o.received_at < %s")
-        params.append(match.end)
+    where, params = undelivered_where(destination_id, match)
     if after is not None:
         where.append("(o.received_at, o.id) < (%s, %s)")
         params.extend(after)

@@ -136,6 +136,8 @@ def undelivered(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         older["cursor"] = events.encode_cursor(rows[-1])
     as_csv = kept.copy()
     as_csv["format"] = "csv"
+    retry = kept.copy()
+    retry.pop("step", None)  # a retry takes the failed ones
     context = {
         "workspace": ws,
         "destination": destination,
@@ -146,6 +148,8 @@ def undelivered(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         "older_url": f"?{older.urlencode()}" if more else "",
         "newest_url": f"?{kept.urlencode()}",
         "csv_url": f"?{as_csv.urlencode()}",
+        "retry_url": f"{reverse('retry_preview', args=[ws.slug, destination.id])}?{retry.urlencode()}",
+        "recent_retries": destination.retry_jobs.select_related("created_by").order_by("-created_at")[:5],
         "steps": [(str(s), s.label) for s in events.UNDELIVERED_STEPS],
         "ranges": [(key, key) for key in windows.PRESETS],
         "page_size": events.PAGE_SIZE,

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from overview.pages import events, views
+from overview.pages import events, retries, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -18,6 +18,8 @@ urlpatterns = [
     path("w/<slug:slug>/events/<int:pk>/", events.trace, name="event_trace"),
     path("w/<slug:slug>/events/rejected/<int:pk>/", events.rejected_trace, name="rejected_trace"),
     path("w/<slug:slug>/requests/<int:pk>/", events.batch_request, name="batch_request"),
+    path("w/<slug:slug>/destinations/<int:pk>/retry/", retries.retry_preview, name="retry_preview"),
+    path("w/<slug:slug>/retries/<int:pk>/", retries.retry_job, name="retry_job"),
     path(
         "w/<slug:slug>/destinations/<int:pk>/undelivered/", events.undelivered, name="destination_undelivered"
     ),
