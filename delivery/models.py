@@ -114,6 +114,10 @@ class Mapping(models.Model):
     def __str__(self) -> str:
         return f"{self.destination}: {self.name}"
 
+    def get_additional_data(self) -> dict:
+        """Kept with its change-log entries (overview.changes), so its destination lists them."""
+        return {"destination_id": self.destination_id}
+
 
 class Event(models.Model):
     """A received message, as stored. Primary key (received_at, id) in the database."""

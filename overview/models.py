@@ -117,6 +117,10 @@ class AlertRule(models.Model):
     def slack_webhook_url(self, value: str) -> None:
         self.slack_webhook_encrypted = crypto.encrypt_json({"url": value} if value else {})
 
+    def get_additional_data(self) -> dict:
+        """Kept with its change-log entries (overview.changes), so its destination or source lists them."""
+        return {"destination_id": self.destination_id, "source_id": self.source_id}
+
 
 class Incident(models.Model):
     class Status(models.TextChoices):

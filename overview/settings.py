@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "devtools",
     "axes",
     "corsheaders",
+    "auditlog",  # the change log (overview.changes)
 ]
 
 MIDDLEWARE = [
@@ -87,6 +88,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "overview.changes.ActorMiddleware",  # who made each change in the change log
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",

@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("overview.api.config")),
     path("", include("overview.api.events")),
     path("", include("overview.api.retries")),
+    path("", include("overview.api.changes")),
 ]

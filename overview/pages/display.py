@@ -20,6 +20,7 @@ STEP_COLOURS = {
     Step.FAILED_DELIVERY: "#dc2626",
     Step.DELIVERED: "#16a34a",
 }
+MARKERS = 50  # the newest changes and retries a chart marks
 # A destination chart's line of attempts answered 429 (counted by attempt, not by event)
 THROTTLED_LABEL = "Throttled (429)"
 THROTTLED_COLOUR = "#ea580c"
@@ -201,8 +202,9 @@ def local(moment: dt.datetime) -> dt.datetime:
     return timezone.localtime(moment)
 
 
-def chart(series: Timeseries) -> dict:
-    """Plotly traces of the steps over time, in the operator's time zone (Plotly ignores offsets)."""
+def chart(series: Timeseries, marks: list[tuple[dt.datetime, str]] = ()) -> dict:
+    """Plotly traces of the steps over time, in the operator's time zone (Plotly ignores offsets), and
+    a marker at the minute of each (moment, label) in `marks` (changes, retries)."""
     x = [local(b.start).strftime("%Y-%m-%d %H:%M") for b in series.buckets]
     traces = []
     for step in series.steps:
@@ -236,4 +238,8 @@ def chart(series: Timeseries) -> dict:
                 "hovertemplate": "%{y:,} attempts answered 429<extra>" + THROTTLED_LABEL + "</extra>",
             }
         )
-    return {"traces": traces, "bucket_minutes": int(series.bucket.total_seconds() // 60)}
+    markers = [
+        {"x": local(at).strftime("%Y-%m-%d %H:%M"), "label": f"{local(at):%H:%M} · {label}"}
+        for at, label in sorted(marks)[-MARKERS:]
+    ]
+    return {"traces": traces, "markers": markers, "bucket_minutes": int(series.bucket.total_seconds() // 60)}

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from overview.pages import events, retries, views
+from overview.pages import changes, events, retries, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -20,6 +20,12 @@ urlpatterns = [
     path("w/<slug:slug>/requests/<int:pk>/", events.batch_request, name="batch_request"),
     path("w/<slug:slug>/destinations/<int:pk>/retry/", retries.retry_preview, name="retry_preview"),
     path("w/<slug:slug>/retries/<int:pk>/", retries.retry_job, name="retry_job"),
+    path(
+        "w/<slug:slug>/destinations/<int:pk>/changes/",
+        changes.destination_changes,
+        name="destination_changes",
+    ),
+    path("w/<slug:slug>/sources/<int:pk>/changes/", changes.source_changes, name="source_changes"),
     path(
         "w/<slug:slug>/destinations/<int:pk>/undelivered/", events.undelivered, name="destination_undelivered"
     ),

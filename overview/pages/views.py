@@ -7,6 +7,7 @@ default view, never a server error.
 
 import dataclasses
 import datetime as dt
+from functools import partial
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from delivery import fanout, refused
 from delivery.catalogue import describe, reasons_for
 from delivery.models import Destination, Source
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
-from overview import windows
+from overview import changes, windows
 from overview.alerting.incidents import firing_by_subject, open_incidents
 from overview.figures import pipeline as figures
 from overview.figures.home import workspace_summary
@@ -113,6 +114,22 @@ def refused_requests(request: HttpRequest, slug: str) -> HttpResponse:
     return render_page(request, "overview/refused.html", context)
 
 
+def _destination_marks(destination: Destination, window: windows.Window) -> list[tuple[dt.datetime, str]]:
+    marks = _change_marks(changes.for_destination(destination, window.start, window.end))
+    for job in destination.retry_jobs.filter(created_at__gte=window.start, created_at__lt=window.end):
+        who = job.created_by.get_username() if job.created_by else "An API client"
+        marks.append((job.created_at, f"{who} retried {job.total:,} failed events"))
+    return marks
+
+
+def _source_marks(source: Source, window: windows.Window) -> list[tuple[dt.datetime, str]]:
+    return _change_marks(changes.for_source(source, window.start, window.end))
+
+
+def _change_marks(found: list[changes.Change]) -> list[tuple[dt.datetime, str]]:
+    return [(c.at, f"{c.actor or 'A command'} {c.action} the {c.object_type} {c.object_repr}") for c in found]
+
+
 @login_required
 def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     ws = workspace_or_404(request.user, slug)
@@ -125,7 +142,7 @@ def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
         state, mapping = dataclasses.replace(state, mapping=""), None
     scope = destination_scope(destination, mapping)
     mappings = list(destination.mappings.all())
-    context = _overview(request, state, scope, problems)
+    context = _overview(request, state, scope, problems, partial(_destination_marks, destination))
     context.update(
         workspace=ws,
         destination=destination,
@@ -145,7 +162,7 @@ def source_overview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     ws = workspace_or_404(request.user, slug)
     source = get_object_or_404(Source, workspace=ws, pk=pk)
     state, problems = State.from_query(request.GET), []
-    context = _overview(request, state, source_scope(source), problems)
+    context = _overview(request, state, source_scope(source), problems, partial(_source_marks, source))
     context.update(
         workspace=ws,
         source=source,
@@ -165,8 +182,9 @@ def _window(request: HttpRequest, state: State, problems: list[str]) -> windows.
         return windows.preset(windows.DEFAULT_RANGE, timezone.now(), lookback())
 
 
-def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[str]) -> dict:
-    """Everything an overview page shows for one state: pipeline, selected step's table, chart."""
+def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[str], marks=None) -> dict:
+    """Everything an overview page shows for one state: pipeline, selected step's table, chart (with
+    `marks(window)`: the (moment, label) of each change and retry in it, as markers)."""
     window = _window(request, state, problems)
     if state.step and state.step not in scope.steps:
         problems.append(f"Unknown step {state.step!r}: choose a step of the pipeline.")
@@ -191,7 +209,7 @@ def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[s
     }
     zone = windows.zone(state.tz) or operator_zone(request)
     with timezone.override(zone):
-        chart = display.chart(series)
+        chart = display.chart(series, marks(window) if marks else [])
         custom_start, custom_end = (
             timezone.localtime(moment).strftime("%Y-%m-%dT%H:%M") for moment in (window.start, window.end)
         )

@@ -16,6 +16,17 @@
     paper_bgcolor: "rgba(0,0,0,0)",
     plot_bgcolor: "rgba(0,0,0,0)",
   };
+  // A dotted line and a hoverable mark at the minute of each change and retry (see overview.changes).
+  var markers = chart.markers || [];
+  layout.shapes = markers.map(function (m) {
+    return { type: "line", x0: m.x, x1: m.x, yref: "paper", y0: 0, y1: 1,
+             line: { color: "#7c8594", width: 1, dash: "dot" } };
+  });
+  layout.annotations = markers.map(function (m) {
+    return { x: m.x, y: 1, yref: "paper", yanchor: "bottom", text: "◆", showarrow: false,
+             font: { size: 10, color: "#475467" }, hovertext: m.label, captureevents: true };
+  });
+  if (markers.length) layout.margin.t = 20;
   window.Plotly.newPlot(holder, chart.traces, layout, { displaylogo: false, responsive: true,
     modeBarButtonsToRemove: ["lasso2d", "select2d"] }).then(function () {
     holder.dataset.ready = "true";
