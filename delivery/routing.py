@@ -312,18 +312,21 @@ def _compile_mapping(mapping_id: int, name: str, trigger: str, enabled: bool) ->
     )
 
 
-def _route(
-    events: list[ClaimedEvent], plan: dict[int, RoutedSource], now: dt.datetime
-) -> set[tuple[int, int]]:
-    tally, samples = Tally(), SampleBatch()
-    rows: list[tuple] = []
-    pairs: set[tuple[int, int]] = set()
-    wheres: dict[tuple, Where] = {}
+class _Recorder:
+    """What routing writes for a batch: outcome rows (one COPY), rollup counts (one Tally), samples of
+    the filtered ones, and the (destination, mapping) pairs that got queued work."""
 
-    def where(event: ClaimedEvent, destination_id: int | None, mapping_id: int | None) -> Where:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self.tally, self.samples = Tally(), SampleBatch()
+        self.rows: list[tuple] = []
+        self.pairs: set[tuple[int, int]] = set()
+        self._wheres: dict[tuple, Where] = {}
+
+    def where(self, event: ClaimedEvent, destination_id: int | None, mapping_id: int | None) -> Where:
         key = (event.source_id, event.type, event.name, event.app_version, destination_id, mapping_id)
-        if (found := wheres.get(key)) is None:
-            found = wheres[key] = Where(
+        if (found := self._wheres.get(key)) is None:
+            found = self._wheres[key] = Where(
                 event.workspace_id,
                 event.source_id,
                 destination_id,
@@ -334,6 +337,47 @@ def _route(
             )
         return found
 
+    def destination(self, event: ClaimedEvent, destination: RoutedDestination, message: dict) -> int:
+        """Decide and record the event at one destination; returns how many mappings it was queued for."""
+        decisions = decide(destination, message)
+        fanout = sum(decision.step == QUEUED for decision in decisions)
+        if fanout:
+            # The event at this destination as a whole (see delivery.fanout): awaiting delivery.
+            self.tally.add(event.received_at, self.where(event, destination.id, None), Step.QUEUED)
+        for decision in decisions:
+            queued = decision.step == QUEUED
+            self.rows.append(
+                (event.received_at, event.id, event.workspace_id, event.source_id, destination.id,
+                 decision.mapping_id, event.type, event.name, event.app_version, decision.step,
+                 decision.reason, self.now if queued else None, self.now, max(fanout, 1))
+            )  # fmt: skip
+            at = self.where(event, destination.id, decision.mapping_id)
+            self.tally.add(event.received_at, at, decision.step, decision.reason)
+            if queued:
+                self.pairs.add((destination.id, decision.mapping_id))
+            elif self.samples.wants(event.received_at, at, FILTERED, decision.reason, decision.detail):
+                self.samples.add(
+                    event.received_at,
+                    at,
+                    Step.FILTERED_AT_DESTINATION,
+                    decision.reason,
+                    message_id=event.message_id,
+                    error_message=decision.detail,
+                    body=message,
+                )
+        return fanout
+
+    def write(self) -> None:
+        if self.rows:
+            outbox.insert_outcomes(self.rows)
+        self.tally.write()
+        self.samples.write()
+
+
+def _route(
+    events: list[ClaimedEvent], plan: dict[int, RoutedSource], now: dt.datetime
+) -> set[tuple[int, int]]:
+    record = _Recorder(now)
     for event in events:
         routed_source = plan.get(event.source_id)
         if routed_source is None:
@@ -341,12 +385,12 @@ def _route(
             continue
         message = jsontext.loads(event.payload)
         if dropped := routed_source.controls.check(message):
-            at_source = where(event, None, None)
-            tally.add(event.received_at, at_source, Step.FILTERED_AT_SOURCE, dropped.reason)
-            if samples.wants(
+            at_source = record.where(event, None, None)
+            record.tally.add(event.received_at, at_source, Step.FILTERED_AT_SOURCE, dropped.reason)
+            if record.samples.wants(
                 event.received_at, at_source, FILTERED_AT_SOURCE, dropped.reason, dropped.error_message
             ):
-                samples.add(
+                record.samples.add(
                     event.received_at,
                     at_source,
                     Step.FILTERED_AT_SOURCE,
@@ -357,37 +401,112 @@ def _route(
                 )
             continue
         for destination in routed_source.destinations:
-            decisions = decide(destination, message)
-            fanout = sum(decision.step == QUEUED for decision in decisions)
-            if fanout:
-                # The event at this destination as a whole (see delivery.fanout): awaiting delivery.
-                tally.add(event.received_at, where(event, destination.id, None), Step.QUEUED)
-            for decision in decisions:
-                queued = decision.step == QUEUED
-                rows.append(
-                    (event.received_at, event.id, event.workspace_id, event.source_id, destination.id,
-                     decision.mapping_id, event.type, event.name, event.app_version, decision.step,
-                     decision.reason, now if queued else None, now, max(fanout, 1))
-                )  # fmt: skip
-                at = where(event, destination.id, decision.mapping_id)
-                tally.add(event.received_at, at, decision.step, decision.reason)
-                if queued:
-                    pairs.add((destination.id, decision.mapping_id))
-                elif samples.wants(event.received_at, at, FILTERED, decision.reason, decision.detail):
-                    samples.add(
-                        event.received_at,
-                        at,
-                        Step.FILTERED_AT_DESTINATION,
-                        decision.reason,
-                        message_id=event.message_id,
-                        error_message=decision.detail,
-                        body=message,
-                    )
-    if rows:
-        outbox.insert_outcomes(rows)
-    tally.write()
-    samples.write()
-    return pairs
+            record.destination(event, destination, message)
+    record.write()
+    return record.pairs
+
+
+# --- re-routing: events filtered at a destination, decided again with its current configuration -------
+
+# The filtered events' rows at the destination (every mapping's and the all-mappings one), locked in
+# the unique index's order as delivery locks them, with the event each belongs to.
+_FILTERED_ROWS = """
+SELECT o.received_at, o.event_id, o.mapping_id, o.step, o.reason_code, e.workspace_id, e.source_id,
+       e.message_id, e.type, e.name, e.app_version, e.payload
+FROM delivery_outcome o
+JOIN unnest(%s::timestamptz[], %s::bigint[]) AS k(received_at, event_id)
+    ON o.received_at = k.received_at AND o.event_id = k.event_id
+JOIN delivery_event e ON e.received_at = o.received_at AND e.id = o.event_id
+WHERE o.destination_id = %s AND o.received_at >= %s AND o.received_at <= %s
+ORDER BY o.received_at, o.event_id, o.destination_id, o.mapping_id
+FOR UPDATE OF o
+"""
+_DROP_ROWS = """
+DELETE FROM delivery_outcome o
+USING unnest(%s::timestamptz[], %s::bigint[]) AS k(received_at, event_id)
+WHERE o.received_at = k.received_at AND o.event_id = k.event_id AND o.destination_id = %s
+  AND o.received_at >= %s AND o.received_at <= %s
+"""
+_STAMP = f"""
+UPDATE delivery_outcome o SET retry_job_id = %s
+FROM unnest(%s::timestamptz[], %s::bigint[]) AS k(received_at, event_id)
+WHERE o.received_at = k.received_at AND o.event_id = k.event_id AND o.destination_id = %s
+  AND o.received_at >= %s AND o.received_at <= %s AND o.step = '{QUEUED}'
+"""
+
+
+def would_reach(destination_id: int, events: list[tuple[dt.datetime, int]]) -> int:
+    """How many of these events (received_at, event id) the destination's current configuration would
+    queue for at least one mapping (a re-route's dry run; nothing is written)."""
+    if not events:
+        return 0
+    times, ids = [e[0] for e in events], [e[1] for e in events]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.source_id, e.payload FROM delivery_event e"
+            " JOIN unnest(%s::timestamptz[], %s::bigint[]) AS k(received_at, id)"
+            " ON e.received_at = k.received_at AND e.id = k.id"
+            " WHERE e.received_at >= %s AND e.received_at <= %s",
+            [times, ids, min(times), max(times)],
+        )
+        found = cursor.fetchall()
+    plans = load_plan({source_id for source_id, _ in found})
+    reached = 0
+    for source_id, payload in found:
+        routed = plans.get(source_id)
+        destination = (
+            next((d for d in routed.destinations if d.id == destination_id), None) if routed else None
+        )
+        if destination and any(d.step == QUEUED for d in decide(destination, jsontext.loads(payload))):
+            reached += 1
+    return reached
+
+
+def reroute(destination_id: int, events: list[tuple[dt.datetime, int]], job_id: int) -> tuple[int, int]:
+    """Decide again, with the destination's current configuration (its gate, mappings, triggers), the
+    events (received_at, event id) it filtered: those still filtered as a whole when locked have their
+    rows there replaced by the new decisions, and their counts move from Filtered at destination to
+    the new steps for their received minute, in one transaction. Returns (events that now reach a
+    mapping, events left as they were or filtered again)."""
+    if not events:
+        return 0, 0
+    now = dt.datetime.now(dt.UTC)
+    times, ids = [e[0] for e in events], [e[1] for e in events]
+    bounds = [destination_id, min(times), max(times)]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_FILTERED_ROWS, [times, ids, *bounds])
+            found = cursor.fetchall()
+        by_event: dict[tuple, list[tuple]] = {}
+        for row in found:
+            by_event.setdefault((row[0], row[1]), []).append(row)
+        record = _Recorder(now)
+        plans = load_plan({row[6] for row in found})
+        redone, reached = [], 0
+        for (received_at, event_id), rows in by_event.items():
+            whole = [r for r in rows if r[2] is None]
+            routed = plans.get(rows[0][6])
+            destination = (
+                next((d for d in routed.destinations if d.id == destination_id), None) if routed else None
+            )
+            if not whole or whole[0][3] != FILTERED or destination is None:
+                continue  # it reached a mapping since (or its source no longer sends here): left alone
+            event = ClaimedEvent(event_id, received_at, *rows[0][5:11], "")
+            for row in rows:  # what it was counted as at this destination, taken back
+                record.tally.add(received_at, record.where(event, destination_id, row[2]), row[3], row[4], -1)
+            redone.append((received_at, event_id))
+            reached += record.destination(event, destination, jsontext.loads(rows[0][11])) > 0
+        if redone:
+            keys = [[r[0] for r in redone], [r[1] for r in redone]]
+            bounds = [destination_id, min(keys[0]), max(keys[0])]
+            with connection.cursor() as cursor:
+                cursor.execute(_DROP_ROWS, [*keys, *bounds])
+            record.write()
+            with connection.cursor() as cursor:
+                cursor.execute(_STAMP, [job_id, *keys, *bounds])
+        if record.pairs:
+            wakeups.after_commit(partial(wakeups.request_delivery, sorted(record.pairs)))
+    return reached, len(events) - reached
 
 
 def sweep_unrouted(older_than: dt.timedelta = UNROUTED_AFTER) -> int:

@@ -273,9 +273,14 @@ class ApiToken(models.Model):
 
 
 class RetryJob(models.Model):
-    """A bulk retry of a destination's failed deliveries (overview.retries): the filter it was given and
-    its progress. The outcome rows it put back in the outbox carry its id (delivery_outcome.retry_job_id),
-    which is how its delivered and failed counts are read."""
+    """A bulk retry of a destination's failed deliveries, or a re-route of the events it filtered
+    (overview.retries): the filter it was given and its progress. The outcome rows it put back in the
+    outbox carry its id (delivery_outcome.retry_job_id), which is how its delivered and failed counts
+    are read."""
+
+    class Kind(models.TextChoices):
+        RETRY = "retry", "Retry of failed deliveries"
+        REROUTE = "reroute", "Re-route of filtered events"
 
     class State(models.TextChoices):
         RUNNING = "running", "Queueing"
@@ -288,12 +293,14 @@ class RetryJob(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RETRY)
     # As given (overview.retries.Filter): mapping, reason, status, error type, event name, event, times
     filters = models.JSONField(default=dict)
     state = models.CharField(max_length=12, choices=State.choices, default=State.RUNNING)
-    total = models.IntegerField(default=0)  # failed deliveries it matched when it started
-    queued = models.IntegerField(default=0)  # put back in the outbox for a new attempt
-    skipped = models.IntegerField(default=0)  # matched, but no longer failed when the job reached them
+    # A retry counts deliveries (event x mapping); a re-route counts events (each may reach several mappings)
+    total = models.IntegerField(default=0)  # failed deliveries (filtered events) it matched when it started
+    queued = models.IntegerField(default=0)  # put back in the outbox (re-routed to at least one mapping)
+    skipped = models.IntegerField(default=0)  # no longer failed when reached (still, or no longer, filtered)
     # Where the job has got to, newest first: the last outcome it went through
     after_received_at = models.DateTimeField(null=True, blank=True)
     after_outcome_id = models.BigIntegerField(null=True, blank=True)

@@ -1,4 +1,7 @@
-"""Bulk retries of a destination's failed deliveries, once the operator has fixed their cause.
+"""Bulk retries of a destination's failed deliveries, and re-routes of the events it filtered, once the
+operator has fixed their cause. A filter with step filtered_at_destination asks for a re-route: each
+matching event (filtered as a whole) is decided again with the destination's current gate, mappings and
+triggers (`delivery.routing.reroute`), and what now reaches a mapping is delivered.
 
 - `preview(destination, match)` is the dry run: how many failed deliveries match (the retry's total, per
   mapping), how many of the events that failed like this have been delivered since (left alone), how
@@ -21,13 +24,15 @@ import datetime as dt
 import time
 from dataclasses import asdict, dataclass
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from delivery import delivering, wakeups
+from delivery import delivering, routing, wakeups
 from delivery.models import Destination, Mapping
 from delivery.steps import Step
+from overview.api.events import undelivered_filter
 from overview.figures import events
 from overview.models import RetryJob
 
@@ -44,17 +49,70 @@ class MappingCount:
 
 @dataclass(frozen=True)
 class Preview:
-    count: int  # failed deliveries that match: what a retry would queue again
-    by_mapping: list[MappingCount]
+    kind: str  # RetryJob.Kind
+    count: int  # failed deliveries (filtered events) that match: what the job would take
+    by_mapping: list[MappingCount]  # a retry's count per mapping
+    by_reason: list[tuple[str, int]]  # a re-route's count per reason
     delivered_since: int  # deliveries that failed like this and have been delivered since: left alone
     pending_retry: int  # matching deliveries still waiting for retries of their own: left to them
+    would_route: int | None  # a re-route: of the `evaluated` newest, how many would reach a mapping now
+    evaluated: int
     retention_start: dt.datetime  # events received before this are no longer kept
     reaches_before_retention: bool  # the filter's start is before it
     destination: Destination  # what they will be sent with now
 
 
+FILTERED = str(Step.FILTERED_AT_DESTINATION)
+EVALUATED = 10_000  # a re-route's dry run decides again at most this many of the events, newest first
+
+
 def failed_only(match: events.UndeliveredFilter) -> events.UndeliveredFilter:
     return events.UndeliveredFilter(**{**asdict(match), "step": str(Step.FAILED_DELIVERY)})
+
+
+def kind_of(match: events.UndeliveredFilter) -> str:
+    return RetryJob.Kind.REROUTE if match.step == FILTERED else RetryJob.Kind.RETRY
+
+
+def parse(destination: Destination, params) -> events.UndeliveredFilter:
+    """A retry's filter (the undelivered list's), or a re-route's (step filtered_at_destination, with a
+    reason, event name, event or time range); a bad one is a ValueError whose message says which."""
+    step = (params.get("step") or "").strip()
+    if step not in ("", str(Step.FAILED_DELIVERY), FILTERED):
+        raise ValueError(
+            f"step must be failed_delivery (a retry) or {FILTERED} (a re-route), not {step[:40]!r}."
+        )
+    match = undelivered_filter(destination, {k: v for k, v in params.items() if k != "step"})
+    if step != FILTERED:
+        return failed_only(match)
+    if match.mapping_id is not None or match.status is not None or match.error_type:
+        raise ValueError("A re-route takes each event as a whole: give no mapping, status or error type.")
+    return events.UndeliveredFilter(**{**asdict(match), "step": FILTERED})
+
+
+# A re-route's filter on the events' all-mappings rows at the destination
+FILTERED_COLUMNS = {
+    name: events.FILTER_COLUMNS[name] for name in ("reason_code", "event_name", "event_id", "received_at")
+}
+
+
+def filtered_events(
+    destination_id: int, match: events.UndeliveredFilter, after: tuple | None, limit: int
+) -> list[tuple[dt.datetime, int, int]]:
+    """The destination's events it filtered as a whole, newest first after `after`: (received_at,
+    outcome id, event id), by keyset on their own index."""
+    where, params = events.filter_conditions(match, FILTERED_COLUMNS)
+    where = [f"o.step = '{FILTERED}'", "o.mapping_id IS NULL", *where]
+    if after is not None:
+        where.append("(o.received_at, o.id) < (%s, %s)")
+        params += list(after)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT o.received_at, o.id, o.event_id FROM delivery_outcome o WHERE o.destination_id = %s AND "
+            f"{' AND '.join(where)} ORDER BY o.received_at DESC, o.id DESC LIMIT %s",
+            [destination_id, *params, limit],
+        )
+        return cursor.fetchall()
 
 
 def retention_start(now: dt.datetime | None = None) -> dt.datetime:
@@ -64,6 +122,14 @@ def retention_start(now: dt.datetime | None = None) -> dt.datetime:
 
 
 def preview(destination: Destination, match: events.UndeliveredFilter) -> Preview:
+    start = retention_start()
+    common = {
+        "retention_start": start,
+        "reaches_before_retention": match.start is None or match.start < start,
+        "destination": destination,
+    }
+    if kind_of(match) == RetryJob.Kind.REROUTE:
+        return _reroute_preview(destination, match, common)
     any_open = events.UndeliveredFilter(**{**asdict(match), "step": ""})
     where, params = events.undelivered_where(destination.id, any_open)
     with connection.cursor() as cursor:
@@ -77,15 +143,41 @@ def preview(destination: Destination, match: events.UndeliveredFilter) -> Previe
         delivered_since = cursor.fetchone()[0]
     failed = {mapping_id: n for step, mapping_id, n in counts if step == Step.FAILED_DELIVERY}
     mappings = {m.id: m for m in destination.mappings.all()}
-    start = retention_start()
     return Preview(
+        kind=RetryJob.Kind.RETRY,
         count=sum(failed.values()),
         by_mapping=[MappingCount(mappings.get(m), n) for m, n in sorted(failed.items(), key=_by_id)],
+        by_reason=[],
         delivered_since=delivered_since,
         pending_retry=sum(n for step, _, n in counts if step == Step.PENDING_RETRY),
-        retention_start=start,
-        reaches_before_retention=match.start is None or match.start < start,
-        destination=destination,
+        would_route=None,
+        evaluated=0,
+        **common,
+    )
+
+
+def _reroute_preview(destination: Destination, match: events.UndeliveredFilter, common: dict) -> Preview:
+    where, params = events.filter_conditions(match, FILTERED_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT o.reason_code, count(*) FROM delivery_outcome o WHERE o.destination_id = %s"
+            f" AND o.step = '{FILTERED}' AND o.mapping_id IS NULL"
+            + "".join(f" AND {w}" for w in where)
+            + " GROUP BY 1 ORDER BY 2 DESC, 1",
+            [destination.id, *params],
+        )
+        by_reason = cursor.fetchall()
+    newest = filtered_events(destination.id, match, None, EVALUATED)
+    return Preview(
+        kind=RetryJob.Kind.REROUTE,
+        count=sum(n for _, n in by_reason),
+        by_mapping=[],
+        by_reason=by_reason,
+        delivered_since=0,
+        pending_retry=0,
+        would_route=routing.would_reach(destination.id, [(r[0], r[2]) for r in newest]),
+        evaluated=len(newest),
+        **common,
     )
 
 
@@ -120,11 +212,11 @@ def start(destination: Destination, match: events.UndeliveredFilter, user) -> Re
     """Record the job (its total is the dry run's count now) and start it after commit."""
     now = timezone.now()
     # Only what had been received when the operator asked: a later failure is not in the count shown.
-    match = failed_only(match)
     match = events.UndeliveredFilter(**{**asdict(match), "end": min(match.end or now, now)})
     job = RetryJob.objects.create(
         workspace=destination.workspace,
         destination=destination,
+        kind=kind_of(match),
         created_by=user,
         filters=_stored(match),
         total=preview(destination, match).count,
@@ -134,9 +226,10 @@ def start(destination: Destination, match: events.UndeliveredFilter, user) -> Re
 
 
 def _enqueue(job_id: int) -> None:
-    from overview.tasks import run_retry_job
+    current_app.send_task(RUN_TASK, args=[job_id])  # by name: the task module imports this one
 
-    run_retry_job.delay(job_id)
+
+RUN_TASK = "overview.tasks.run_retry_job"
 
 
 def match_of(job: RetryJob) -> events.UndeliveredFilter:
@@ -167,22 +260,26 @@ def run(job_id: int, budget: float = TASK_BUDGET_SECONDS, chunks: int | None = N
             if job is None:
                 return False  # done, cancelled, or deleted with its destination
             after = (job.after_received_at, job.after_outcome_id) if job.after_outcome_id else None
-            rows = events.undelivered(job.destination_id, match_of(job), after, CHUNK)
+            if job.kind == RetryJob.Kind.REROUTE:
+                rows = filtered_events(job.destination_id, match_of(job), after, CHUNK)
+                queued, skipped = routing.reroute(job.destination_id, [(r[0], r[2]) for r in rows], job.id)
+            else:
+                found = events.undelivered(job.destination_id, match_of(job), after, CHUNK)
+                rows = [(r.received_at, r.outcome_id, r.event_id) for r in found]
+                queued = delivering.retry_failed(job.destination_id, rows, job.id)
+                skipped = len(rows) - queued
+                pairs = {(job.destination_id, r.mapping_id) for r in found if r.mapping_id is not None}
             if not rows:
                 job.state, job.finished_at = RetryJob.State.DONE, timezone.now()
                 job.save(update_fields=["state", "finished_at", "updated_at"])
                 return False
-            queued = delivering.retry_failed(
-                job.destination_id, [(r.received_at, r.outcome_id, r.event_id) for r in rows], job.id
-            )
             job.queued += queued
-            job.skipped += len(rows) - queued
-            job.after_received_at, job.after_outcome_id = rows[-1].received_at, rows[-1].outcome_id
+            job.skipped += skipped
+            job.after_received_at, job.after_outcome_id = rows[-1][0], rows[-1][1]
             job.save(
                 update_fields=["queued", "skipped", "after_received_at", "after_outcome_id", "updated_at"]
             )
-            pairs = {(job.destination_id, r.mapping_id) for r in rows if r.mapping_id is not None}
-        if pairs:
+        if pairs:  # a re-route wakes its deliveries after its own commit
             wakeups.request_delivery(sorted(pairs))
         done += 1
     return True

@@ -1,5 +1,6 @@
 """Bulk retries in the REST API: a dry run that counts what a retry of a destination's failed deliveries
-would touch, the job that does it, and its progress (overview.retries). Owners start and cancel jobs;
+(or a re-route of the events it filtered) would touch, the job that does it, and its progress
+(overview.retries). Owners start and cancel jobs;
 every member of the workspace sees them."""
 
 from django.core.exceptions import PermissionDenied as NotOwner
@@ -14,7 +15,6 @@ from rest_framework.views import APIView
 from delivery.models import Destination
 from delivery.steps import Step
 from overview import retries, tenancy
-from overview.api.events import undelivered_filter
 from overview.api.parsers import JSONParser
 from overview.models import RetryJob
 from overview.tenancy import get_scoped_or_404
@@ -37,7 +37,11 @@ FILTER_FIELDS = (
 class RetryRequestSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(default=False, help_text="Count only; change nothing.")
     step = serializers.ChoiceField(
-        [str(Step.FAILED_DELIVERY)], required=False, help_text="Only failed deliveries are retried."
+        [str(Step.FAILED_DELIVERY), str(Step.FILTERED_AT_DESTINATION)],
+        required=False,
+        help_text="failed_delivery (the default): retry failed deliveries; filtered_at_destination: "
+        "re-route the events the destination filtered, with its current mappings and filters (then "
+        "give no mapping, status or error type).",
     )
     reason = serializers.CharField(required=False, help_text="A reason code.")
     mapping = serializers.IntegerField(required=False)
@@ -66,9 +70,28 @@ class SentWithSerializer(serializers.Serializer):
     max_retries = serializers.IntegerField(help_text="Each retried event gets this many retries again.")
 
 
+class ReasonCountSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+    count = serializers.IntegerField()
+
+    def to_representation(self, pair):
+        return {"reason": pair[0], "count": pair[1]}
+
+
 class PreviewSerializer(serializers.Serializer):
-    count = serializers.IntegerField(help_text="Failed deliveries that match: what the retry queues again.")
-    by_mapping = MappingCountSerializer(many=True)
+    kind = serializers.ChoiceField(RetryJob.Kind.values)
+    count = serializers.IntegerField(
+        help_text="A retry: failed deliveries that match, what it queues again. A re-route: events the "
+        "destination filtered that match."
+    )
+    by_mapping = MappingCountSerializer(many=True, help_text="A retry's count per mapping.")
+    by_reason = ReasonCountSerializer(many=True, help_text="A re-route's count per reason.")
+    would_route = serializers.IntegerField(
+        allow_null=True,
+        help_text="A re-route: of the `evaluated` newest matching events, how many the current "
+        "configuration would send to at least one mapping.",
+    )
+    evaluated = serializers.IntegerField()
     skipped = serializers.IntegerField(
         source="delivered_since",
         help_text="Deliveries that failed like this and have been delivered since: not retried.",
@@ -91,7 +114,7 @@ class RetryJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = RetryJob
         fields = [
-            "id", "destination", "created_by", "created_at", "filters", "state", "total", "queued",
+            "id", "kind", "destination", "created_by", "created_at", "filters", "state", "total", "queued",
             "skipped", "delivered", "failed", "waiting", "finished_at",
         ]  # fmt: skip
 
@@ -112,15 +135,12 @@ class RetryJobSerializer(serializers.ModelSerializer):
 
 
 def retry_filter(destination: Destination, data: dict):
-    """The undelivered list's filter from a JSON body (values as the query string would give them)."""
+    """The filter from a JSON body (values as the query string would give them)."""
     params = {name: str(data[name]) for name in FILTER_FIELDS if data.get(name) not in (None, "")}
     try:
-        match = undelivered_filter(destination, params)
+        return retries.parse(destination, params)
     except ValueError as bad:
         raise ParseError(str(bad)) from bad
-    if match.step and match.step != Step.FAILED_DELIVERY:
-        raise ParseError("Only failed deliveries are retried (step failed_delivery).")
-    return retries.failed_only(match)
 
 
 def require_owner(user, workspace) -> None:

@@ -9,13 +9,12 @@ from django.shortcuts import get_object_or_404, redirect
 from delivery.models import Destination
 from delivery.steps import Step
 from overview import retries, tenancy
-from overview.api.events import undelivered_filter
 from overview.models import RetryJob
 from overview.pages.navigation import render_page
 from overview.tenancy import workspace_or_404
 
-# The undelivered list's filters a retry keeps (the step is always failed delivery), and one event.
-KEPT = ("mapping", "reason", "status", "error_type", "event_name", "event", "range", "start", "end")
+# The undelivered list's filters a retry keeps, and one event; step filtered_at_destination: a re-route.
+KEPT = ("step", "mapping", "reason", "status", "error_type", "event_name", "event", "range", "start", "end")
 
 
 @login_required
@@ -27,7 +26,7 @@ def retry_preview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     kept = {name: params[name] for name in KEPT if params.get(name)}
     can_write = tenancy.can_write(request.user, ws)
     try:
-        match = retries.failed_only(undelivered_filter(destination, kept))
+        match = retries.parse(destination, kept)
     except ValueError as bad:
         context = {"workspace": ws, "destination": destination, "problem": str(bad), "kept": kept}
         return render_page(request, "overview/retry.html", context, status=400)
@@ -44,6 +43,7 @@ def retry_preview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
         "mapping": mappings.get(match.mapping_id),
         "kept": kept,
         "can_write": can_write,
+        "mappings": list(mappings.values()),
         "recent": destination.retry_jobs.select_related("created_by").order_by("-created_at")[:5],
     }
     return render_page(request, "overview/retry.html", context)

@@ -121,8 +121,9 @@ def test_a_discard_step_opens_its_reasons_with_remedies(operator, story):
     rows = re.findall(r'<tr data-reason="([^"]*)">(.*?)</tr>', html, re.S)
     assert [code for code, _ in rows] == ["FILTERED_BY_RULES", "NO_MATCHING_MAPPING"]
     first = text(rows[0][1])
-    assert first.startswith("Filtered by rules FILTERED_BY_RULES")
+    assert first.startswith("Filtered by rules Re-route these… FILTERED_BY_RULES")  # with current config
     assert first.endswith("6.7% 10 events ▲ 1.7 pp")
+    assert '?step=filtered_at_destination&amp;reason=FILTERED_BY_RULES" data-reroute' in rows[0][1]
     assert 'href="?step=filtered_at_destination&amp;reason=NO_MATCHING_MAPPING"' in html
 
 
