@@ -10,8 +10,11 @@ ratio to that baseline's p95.
 With --csv N, N of the stored deliveries are marked failed (a 400, spread over every day) and the
 destination's undelivered list is streamed as CSV through `overview.figures.events.undelivered_csv` (what
 the page and the API stream): rows/s, time to the first row, and how much the process's peak memory grew.
+With --retry M as well, a retry job (overview.retries) over about M of them is run in this process: its
+dry run's time, and outcomes queued again per second as a ratio to the CSV's read rate.
 
     .venv/bin/python bench/lookup.py [--events 10000000] [--lookups 500] [--reuse] [--csv 1000000]
+                                [--retry 100000]
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=500, help="lookups of each kind")
     parser.add_argument("--reuse", action="store_true", help="time the lookups on the last run's events")
     parser.add_argument("--csv", type=int, default=0, help="stream an undelivered list of this many rows")
+    parser.add_argument(
+        "--retry", type=int, default=0, help="then retry about this many of those failed deliveries (a job)"
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("DELIVERY_DATA_DIR", str(ROOT / ".data" / "bench"))
@@ -64,7 +70,9 @@ def main() -> None:
         workspace_id, source_id = fill(args.events)
     measure(args, workspace_id, source_id)
     if args.csv:
-        stream_csv(workspace_id, args.csv, args.events)
+        rate = stream_csv(workspace_id, args.csv, args.events)
+        if args.retry:
+            retry(workspace_id, args.retry, args.csv, rate)
 
 
 def fill(events: int) -> tuple[int, int]:
@@ -173,7 +181,7 @@ def measure(args, workspace_id: int, source_id: int) -> None:
         )
 
 
-def stream_csv(workspace_id: int, rows: int, stored: int) -> None:
+def stream_csv(workspace_id: int, rows: int, stored: int) -> float:
     from django.db import connection
 
     from delivery.models import Destination
@@ -208,12 +216,45 @@ def stream_csv(workspace_id: int, rows: int, stored: int) -> None:
         f"  undelivered CSV: {written:,} rows ({size / 1e6:,.0f} MB) in {took:.1f} s, {written / took:,.0f}"
         f" rows/s, first row after {first * 1000:.0f} ms, peak memory grew {grown / 1024:.1f} MiB"
     )
+    return written / took
+
+
+def retry(workspace_id: int, wanted: int, failed: int, read_rate: float) -> None:
+    """A retry job over the newest `wanted` or so of the failed deliveries (a received range holding about
+    that many), run here chunk after chunk: its dry run's time, and outcomes queued again per second, as a
+    ratio to the rate the CSV read the same rows in this run."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from delivery.models import Destination
+    from overview import retries
+    from overview.figures.events import UndeliveredFilter
+
+    destination = Destination.objects.get(workspace_id=workspace_id)
+    now = timezone.now()
+    start = now - dt.timedelta(seconds=DAYS * 86400 * wanted / failed)
+    match = retries.failed_only(UndeliveredFilter(start=start, end=now))
+    began = time.perf_counter()
+    preview = retries.preview(destination, match)
+    previewed = time.perf_counter() - began
+    job = retries.start(destination, match, None)  # its task is never run here: this process runs it
+    began = time.perf_counter()
+    while retries.run(job.id, budget=3600):
+        pass
+    took = time.perf_counter() - began
+    job.refresh_from_db()
+    print(
+        f"  retry: dry run of {preview.count:,} failed deliveries in {previewed * 1000:.0f} ms;"
+        f" the job queued {job.queued:,} again in {took:.1f} s, {job.queued / took:,.0f}/s"
+        f" ({job.queued / took / read_rate:.2f}x the CSV's read rate)"
+    )
 
 
 _UNFAIL = """
 UPDATE delivery_outcome SET step = 'delivered', reason_code = '', status = 200, error_type = '',
        error_message = ''
-WHERE destination_id = %(destination)s AND step = 'failed_delivery'
+WHERE destination_id = %(destination)s AND step IN ('failed_delivery', 'queued')
 """
 # Every `every`-th delivery failed with a 400, until `rows` have (the flag's index takes them newest first).
 _FAIL = """

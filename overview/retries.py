@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 from celery import current_app
 from django.conf import settings
@@ -221,7 +222,8 @@ def start(destination: Destination, match: events.UndeliveredFilter, user) -> Re
         filters=_stored(match),
         total=preview(destination, match).count,
     )
-    transaction.on_commit(lambda: _enqueue(job.id))
+    # After the commit; with the broker unreachable it only logs, and beat resumes the job later.
+    wakeups.after_commit(partial(_enqueue, job.id))
     return job
 
 
@@ -254,7 +256,6 @@ def run(job_id: int, budget: float = TASK_BUDGET_SECONDS, chunks: int | None = N
     deadline = time.monotonic() + budget
     done = 0
     while time.monotonic() < deadline and (chunks is None or done < chunks):
-        pairs: set[tuple[int, int]] = set()
         with transaction.atomic():
             job = RetryJob.objects.select_for_update().filter(id=job_id, state=RetryJob.State.RUNNING).first()
             if job is None:
@@ -268,7 +269,9 @@ def run(job_id: int, budget: float = TASK_BUDGET_SECONDS, chunks: int | None = N
                 rows = [(r.received_at, r.outcome_id, r.event_id) for r in found]
                 queued = delivering.retry_failed(job.destination_id, rows, job.id)
                 skipped = len(rows) - queued
-                pairs = {(job.destination_id, r.mapping_id) for r in found if r.mapping_id is not None}
+                pairs = sorted({(job.destination_id, r.mapping_id) for r in found if r.mapping_id})
+                if pairs:  # after the commit; an unreachable broker only logs (the sweeper finds due work)
+                    wakeups.after_commit(partial(wakeups.request_delivery, pairs))
             if not rows:
                 job.state, job.finished_at = RetryJob.State.DONE, timezone.now()
                 job.save(update_fields=["state", "finished_at", "updated_at"])
@@ -279,8 +282,6 @@ def run(job_id: int, budget: float = TASK_BUDGET_SECONDS, chunks: int | None = N
             job.save(
                 update_fields=["queued", "skipped", "after_received_at", "after_outcome_id", "updated_at"]
             )
-        if pairs:  # a re-route wakes its deliveries after its own commit
-            wakeups.request_delivery(sorted(pairs))
         done += 1
     return True
 
