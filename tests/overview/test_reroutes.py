@@ -125,3 +125,32 @@ def test_the_api_dry_run_and_job_of_a_reroute(filtered):
     assert dry["by_reason"] == [{"reason": "NO_MATCHING_MAPPING", "count": EVENTS + 4}]
     assert refused.status_code == 400 and "as a whole" in str(refused.json())
     assert job.status_code == 202 and (job.json()["kind"], job.json()["total"]) == ("reroute", EVENTS + 4)
+
+
+def test_the_reroute_pages(filtered):
+    destination, mapping, _ = filtered
+    user = make_user()
+    Membership.objects.create(user=user, workspace=destination.workspace, role=Membership.Role.OWNER)
+    page = Client()
+    page.force_login(user)
+    base = f"/w/{destination.workspace.slug}"
+    fix(mapping)
+
+    dry = page.get(f"{base}/destinations/{destination.id}/retry/", {"step": "filtered_at_destination"})
+    started = page.post(f"{base}/destinations/{destination.id}/retry/", {"step": "filtered_at_destination"})
+    job = destination.retry_jobs.get()
+    while retries.run(job.id):
+        pass
+    progress = page.get(started["Location"]).content.decode()
+
+    html = dry.content.decode()
+    assert dry.status_code == 200 and "<h1>Re-route filtered events</h1>" in html
+    assert f"<strong data-count>{EVENTS + 4}</strong> events filtered at destination match" in html
+    assert f"<strong>{EVENTS}</strong> of them would now reach a mapping" in html
+    assert f"Re-route {EVENTS + 4} events" in html
+    assert "<h1>Re-route of filtered events</h1>" in progress
+    assert (
+        f"data-queued>{EVENTS}</span> of <span data-total>{EVENTS + 4}</span> events now reach a mapping"
+        in progress
+    )
+    assert "data-skipped>4</span> filtered again" in progress
