@@ -21,6 +21,7 @@ STEP_COLOURS = {
     Step.DELIVERED: "#16a34a",
 }
 MARKERS = 50  # the newest changes and retries a chart marks
+NO_TAGS = str.maketrans({"<": "‹", ">": "›"})
 # A destination chart's line of attempts answered 429 (counted by attempt, not by event)
 THROTTLED_LABEL = "Throttled (429)"
 THROTTLED_COLOUR = "#ea580c"
@@ -238,8 +239,12 @@ def chart(series: Timeseries, marks: list[tuple[dt.datetime, str]] = ()) -> dict
                 "hovertemplate": "%{y:,} attempts answered 429<extra>" + THROTTLED_LABEL + "</extra>",
             }
         )
+    # Plotly reads tags in annotation text (<b>, <a href>): a name an operator typed must stay text.
     markers = [
-        {"x": local(at).strftime("%Y-%m-%d %H:%M"), "label": f"{local(at):%H:%M} · {label}"}
+        {
+            "x": local(at).strftime("%Y-%m-%d %H:%M"),
+            "label": f"{local(at):%H:%M} · {label.translate(NO_TAGS)}",
+        }
         for at, label in sorted(marks)[-MARKERS:]
     ]
     return {"traces": traces, "markers": markers, "bucket_minutes": int(series.bucket.total_seconds() // 60)}

@@ -72,7 +72,7 @@ def test_the_chart_marks_each_change_and_each_retry(db, settings):
     destination = make_destination(workspace, "https://example.com/hook", sources=[source])
     user = owner_in(workspace)
     api = APIClient(HTTP_AUTHORIZATION=f"Token {tokens.issue(user)}")
-    api.patch(f"/api/v1/destinations/{destination.id}/", {"batch_size": 50}, format="json")
+    api.patch(f"/api/v1/destinations/{destination.id}/", {"name": "<b>Hook</b>"}, format="json")
     retries.start(destination, retries.failed_only(UndeliveredFilter()), user)
     page = Client()
     page.force_login(user)
@@ -80,7 +80,8 @@ def test_the_chart_marks_each_change_and_each_retry(db, settings):
     chart = page.get(f"/w/{workspace.slug}/destinations/{destination.id}/", {"range": "1h"}).context["chart"]
     labels = [m["label"] for m in chart["markers"]]
 
-    assert any(f"{user.username} changed the destination" in label for label in labels)
+    assert any(f"{user.username} changed the destination ‹b›Hook‹/b›" in label for label in labels)
+    assert not any("<" in label for label in labels)  # Plotly would read a tag in a name as markup
     assert any(f"{user.username} retried 0 failed events" in label for label in labels)
     source_chart = page.get(f"/w/{workspace.slug}/sources/{source.id}/", {"range": "1h"}).context["chart"]
     [created] = [m["label"] for m in source_chart["markers"]]  # the source's own: its creation
