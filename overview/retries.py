@@ -75,6 +75,21 @@ def kind_of(match: events.UndeliveredFilter) -> str:
     return RetryJob.Kind.REROUTE if match.step == FILTERED else RetryJob.Kind.RETRY
 
 
+# The parameters a retry's or re-route's filter is given by (query string, form or JSON body)
+FILTER_PARAMS = (
+    "step",
+    "mapping",
+    "reason",
+    "status",
+    "error_type",
+    "event_name",
+    "event",
+    "range",
+    "start",
+    "end",
+)
+
+
 def parse(destination: Destination, params) -> events.UndeliveredFilter:
     """A retry's filter (the undelivered list's), or a re-route's (step filtered_at_destination, with a
     reason, event name, event or time range); a bad one is a ValueError whose message says which."""
@@ -102,18 +117,27 @@ def filtered_events(
 ) -> list[tuple[dt.datetime, int, int]]:
     """The destination's events it filtered as a whole, newest first after `after`: (received_at,
     outcome id, event id), by keyset on their own index."""
-    where, params = events.filter_conditions(match, FILTERED_COLUMNS)
-    where = [f"o.step = '{FILTERED}'", "o.mapping_id IS NULL", *where]
+    where, params = _filtered_where(destination_id, match)
     if after is not None:
         where.append("(o.received_at, o.id) < (%s, %s)")
         params += list(after)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT o.received_at, o.id, o.event_id FROM delivery_outcome o WHERE o.destination_id = %s AND "
-            f"{' AND '.join(where)} ORDER BY o.received_at DESC, o.id DESC LIMIT %s",
-            [destination_id, *params, limit],
+            f"SELECT o.received_at, o.id, o.event_id FROM delivery_outcome o WHERE {' AND '.join(where)}"
+            " ORDER BY o.received_at DESC, o.id DESC LIMIT %s",
+            [*params, limit],
         )
         return cursor.fetchall()
+
+
+def _filtered_where(destination_id: int, match: events.UndeliveredFilter) -> tuple[list, list]:
+    """The conditions (on their partial index's predicate) of the destination's events it filtered as a
+    whole that match."""
+    where, params = events.filter_conditions(match, FILTERED_COLUMNS)
+    return (
+        ["o.destination_id = %s", f"o.step = '{FILTERED}'", "o.mapping_id IS NULL", *where],
+        [destination_id, *params],
+    )
 
 
 def retention_start(now: dt.datetime | None = None) -> dt.datetime:
@@ -122,7 +146,8 @@ def retention_start(now: dt.datetime | None = None) -> dt.datetime:
     return dt.datetime.combine(oldest, dt.time(), dt.UTC)
 
 
-def preview(destination: Destination, match: events.UndeliveredFilter) -> Preview:
+def preview(destination: Destination, match: events.UndeliveredFilter, counts_only: bool = False) -> Preview:
+    """The dry run; `counts_only` skips what only the operator reads (delivered since, would route)."""
     start = retention_start()
     common = {
         "retention_start": start,
@@ -130,7 +155,7 @@ def preview(destination: Destination, match: events.UndeliveredFilter) -> Previe
         "destination": destination,
     }
     if kind_of(match) == RetryJob.Kind.REROUTE:
-        return _reroute_preview(destination, match, common)
+        return _reroute_preview(destination, match, common, counts_only)
     any_open = events.UndeliveredFilter(**{**asdict(match), "step": ""})
     where, params = events.undelivered_where(destination.id, any_open)
     with connection.cursor() as cursor:
@@ -140,8 +165,10 @@ def preview(destination: Destination, match: events.UndeliveredFilter) -> Previe
             params,
         )
         counts = cursor.fetchall()
-        cursor.execute(*_delivered_since(destination.id, failed_only(match)))
-        delivered_since = cursor.fetchone()[0]
+        delivered_since = 0
+        if not counts_only:
+            cursor.execute(*_delivered_since(destination.id, failed_only(match)))
+            delivered_since = cursor.fetchone()[0]
     failed = {mapping_id: n for step, mapping_id, n in counts if step == Step.FAILED_DELIVERY}
     mappings = {m.id: m for m in destination.mappings.all()}
     return Preview(
@@ -157,18 +184,18 @@ def preview(destination: Destination, match: events.UndeliveredFilter) -> Previe
     )
 
 
-def _reroute_preview(destination: Destination, match: events.UndeliveredFilter, common: dict) -> Preview:
-    where, params = events.filter_conditions(match, FILTERED_COLUMNS)
+def _reroute_preview(
+    destination: Destination, match: events.UndeliveredFilter, common: dict, counts_only: bool
+) -> Preview:
+    where, params = _filtered_where(destination.id, match)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT o.reason_code, count(*) FROM delivery_outcome o WHERE o.destination_id = %s"
-            f" AND o.step = '{FILTERED}' AND o.mapping_id IS NULL"
-            + "".join(f" AND {w}" for w in where)
-            + " GROUP BY 1 ORDER BY 2 DESC, 1",
-            [destination.id, *params],
+            f"SELECT o.reason_code, count(*) FROM delivery_outcome o WHERE {' AND '.join(where)}"
+            " GROUP BY 1 ORDER BY 2 DESC, 1",
+            params,
         )
         by_reason = cursor.fetchall()
-    newest = filtered_events(destination.id, match, None, EVALUATED)
+    newest = [] if counts_only else filtered_events(destination.id, match, None, EVALUATED)
     return Preview(
         kind=RetryJob.Kind.REROUTE,
         count=sum(n for _, n in by_reason),
@@ -176,7 +203,9 @@ def _reroute_preview(destination: Destination, match: events.UndeliveredFilter, 
         by_reason=by_reason,
         delivered_since=0,
         pending_retry=0,
-        would_route=routing.would_reach(destination.id, [(r[0], r[2]) for r in newest]),
+        would_route=None
+        if counts_only
+        else routing.would_reach(destination.id, [(r[0], r[2]) for r in newest]),
         evaluated=len(newest),
         **common,
     )
@@ -220,7 +249,7 @@ def start(destination: Destination, match: events.UndeliveredFilter, user) -> Re
         kind=kind_of(match),
         created_by=user,
         filters=_stored(match),
-        total=preview(destination, match).count,
+        total=preview(destination, match, counts_only=True).count,
     )
     # After the commit; with the broker unreachable it only logs, and beat resumes the job later.
     wakeups.after_commit(partial(_enqueue, job.id))

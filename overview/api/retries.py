@@ -19,20 +19,6 @@ from overview.api.parsers import JSONParser
 from overview.models import RetryJob
 from overview.tenancy import get_scoped_or_404
 
-# What the body may hold besides dry_run: the undelivered list's filters, and one event.
-FILTER_FIELDS = (
-    "step",
-    "reason",
-    "mapping",
-    "status",
-    "error_type",
-    "event_name",
-    "event",
-    "range",
-    "start",
-    "end",
-)
-
 
 class RetryRequestSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(default=False, help_text="Count only; change nothing.")
@@ -136,7 +122,7 @@ class RetryJobSerializer(serializers.ModelSerializer):
 
 def retry_filter(destination: Destination, data: dict):
     """The filter from a JSON body (values as the query string would give them)."""
-    params = {name: str(data[name]) for name in FILTER_FIELDS if data.get(name) not in (None, "")}
+    params = {name: str(data[name]) for name in retries.FILTER_PARAMS if data.get(name) not in (None, "")}
     try:
         return retries.parse(destination, params)
     except ValueError as bad:

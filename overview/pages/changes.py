@@ -13,15 +13,16 @@ from overview.tenancy import workspace_or_404
 
 @login_required
 def destination_changes(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
-    ws = workspace_or_404(request.user, slug)
-    destination = get_object_or_404(Destination, workspace=ws, pk=pk)
-    context = {"workspace": ws, "destination": destination, "changes": changes.for_destination(destination)}
-    return render_page(request, "overview/changes.html", context)
+    return _changes(request, slug, pk, Destination, changes.for_destination)
 
 
 @login_required
 def source_changes(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    return _changes(request, slug, pk, Source, changes.for_source)
+
+
+def _changes(request: HttpRequest, slug: str, pk: int, model: type, listed) -> HttpResponse:
     ws = workspace_or_404(request.user, slug)
-    source = get_object_or_404(Source, workspace=ws, pk=pk)
-    context = {"workspace": ws, "source": source, "changes": changes.for_source(source)}
+    found = get_object_or_404(model, workspace=ws, pk=pk)
+    context = {"workspace": ws, model._meta.model_name: found, "changes": listed(found)}
     return render_page(request, "overview/changes.html", context)

@@ -13,9 +13,6 @@ from overview.models import RetryJob
 from overview.pages.navigation import render_page
 from overview.tenancy import workspace_or_404
 
-# The undelivered list's filters a retry keeps, and one event; step filtered_at_destination: a re-route.
-KEPT = ("step", "mapping", "reason", "status", "error_type", "event_name", "event", "range", "start", "end")
-
 
 @login_required
 def retry_preview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
@@ -23,7 +20,7 @@ def retry_preview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     ws = workspace_or_404(request.user, slug)
     destination = get_object_or_404(Destination, workspace=ws, pk=pk)
     params = request.POST if request.method == "POST" else request.GET
-    kept = {name: params[name] for name in KEPT if params.get(name)}
+    kept = {name: params[name] for name in retries.FILTER_PARAMS if params.get(name)}
     can_write = tenancy.can_write(request.user, ws)
     try:
         match = retries.parse(destination, kept)
