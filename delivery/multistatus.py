@@ -87,6 +87,19 @@ def unreadable_error(status: int, message: str, *, response: Any = None) -> Erro
     )
 
 
+def resend_error(status: int, message: str, *, response: Any = None) -> Error:
+    """The destination did not take this event but says nothing against it (another event spoiled the
+    request, or it was throttled): it is sent again with the batch's backoff, within its retry budget."""
+    return Error(
+        status=status,
+        error_type=ErrorType.RETRYABLE_ERROR,
+        error_message=message,
+        reason_code=Reason.RETRY,
+        retryable=True,
+        response=response,
+    )
+
+
 def transport_error(failure: retries.TransportFailure) -> Error:
     return Error(
         status=None,

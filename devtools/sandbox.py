@@ -1,10 +1,10 @@
 """Sandbox destination: a real local HTTP server that imitates the batch APIs we deliver to.
 
-Two dialects, chosen by path: ``POST /<slot>/webhook`` (generic JSON batch webhook) and
-``POST /<slot>/api/v2/batch`` (Customer.io Track API v2). Each slot runs a *profile* (healthy,
-partial, rate_limited, flaky, ...) so the demo and the tests can make a destination misbehave in a
-known, repeatable way; ``/_control/<slot>`` changes profiles at run time and ``/_requests/<slot>``
-shows exactly what was received. Standard library only: no Django here.
+One dialect per destination kind, chosen by path (each `Dialect.path`): ``POST /<slot>/webhook``
+(generic JSON batch webhook), ``POST /<slot>/api/v2/batch`` (Customer.io Track API v2), and so on.
+Each slot runs a *profile* (healthy, partial, rate_limited, flaky, ...) so the demo and the tests
+can make a destination misbehave in a known, repeatable way; ``/_control/<slot>`` changes profiles
+at run time and ``/_requests/<slot>`` shows exactly what was received. Standard library only.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "slow_seconds": 12,  # flaky "slow" step: sleep before answering 200
     "cycle": ["ok", "500", "503", "slow", "drop", "502"],  # flaky: steps in order, per slot
     "empty_errors": False,  # customerio success body: {"errors": []} instead of {}
+    "max_items": 10,  # over_size: the most events a request may carry before it gets 413
 }
 BAD_GATEWAY_HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 
@@ -72,6 +73,7 @@ class Dialect:
     """Request and answer shapes of one API; subclasses fill in the vocabulary."""
 
     name = ""
+    path = ""  # the request path after /<slot>/, e.g. "webhook" or "api/v2/batch"
     requires_auth = False
     reports_unindexed_errors = False  # whether an error entry can lack its index (bad_index profile)
     unauthorized_message = ""
@@ -83,6 +85,18 @@ class Dialect:
 
     def ok(self, settings: dict[str, Any]) -> Answer:
         raise NotImplementedError
+
+    def items(self, body: Any) -> list[Any] | None:
+        """The events of a request body, in the order the API numbers them; None when it has none."""
+        batch = body.get("batch") if isinstance(body, dict) else None
+        return batch if isinstance(batch, list) else None
+
+    def authorized(self, call: Call) -> bool:
+        """Whether the request carries the credentials the real API asks for (not their values)."""
+        return not self.requires_auth or call.has_basic_auth
+
+    def too_large(self) -> Answer:
+        return self.error(413, "request entity too large")
 
     def render(self, rejection: Rejection) -> dict[str, Any]:
         raise NotImplementedError
@@ -108,6 +122,7 @@ class Dialect:
 
 class WebhookDialect(Dialect):
     name = "webhook"
+    path = "webhook"
     unauthorized_message = "invalid api key"
     malformed_message = "invalid batch"
     samples = (
@@ -143,6 +158,7 @@ class WebhookDialect(Dialect):
 
 class CustomerIODialect(Dialect):
     name = "customerio"
+    path = "api/v2/batch"
     requires_auth = True
     reports_unindexed_errors = True
     unauthorized_message = "Unauthorized request"
@@ -217,16 +233,17 @@ class Call:
     has_basic_auth: bool
     settings: dict[str, Any]  # defaults merged with the slot's settings
     count: int  # 1-based number of this request on its slot since the last reset
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    query: dict[str, str] = field(default_factory=dict)  # the request's query parameters
 
     @property
     def batch(self) -> list[Any] | None:
-        batch = self.body.get("batch") if isinstance(self.body, dict) else None
-        return batch if isinstance(batch, list) else None
+        return self.dialect.items(self.body)
 
 
 def _gate(call: Call) -> Answer | None:
     """What the real API checks before looking at events: credentials, then the batch shape."""
-    if call.dialect.requires_auth and not call.has_basic_auth:
+    if not call.dialect.authorized(call):
         return call.dialect.unauthorized()
     if call.batch is None:
         return call.dialect.malformed()
@@ -258,6 +275,16 @@ def _flaky(call: Call) -> Answer:
     return (FLAKY_STEPS.get(step) or PROFILES[step])(call)
 
 
+def _over_size(call: Call) -> Answer:
+    """413 for a request of more than `max_items` events, as an API with a request size limit does."""
+    gate = _gate(call)
+    if gate:
+        return gate
+    if len(call.batch or []) > call.settings["max_items"]:
+        return call.dialect.too_large()
+    return call.dialect.ok(call.settings)
+
+
 def _bad_index(call: Call) -> Answer:
     gate = _gate(call)
     if gate:
@@ -287,6 +314,7 @@ PROFILES: dict[str, Callable[[Call], Answer]] = {
     "bad_request": lambda call: call.dialect.malformed(),
     "unauthorized": lambda call: call.dialect.unauthorized(),
     "garbage": lambda call: Answer(207, b"<html>oops</html>", "text/html"),
+    "over_size": _over_size,
     "bad_index": _bad_index,
     "duplicate_index": _duplicate_index,
 }
@@ -330,6 +358,7 @@ SETTING_CHECKS: dict[str, Callable[[Any], bool]] = {
     "slow_seconds": _number,
     "cycle": _cycle,
     "empty_errors": lambda v: isinstance(v, bool),
+    "max_items": lambda v: _number(v) and isinstance(v, int),
 }
 
 
@@ -412,9 +441,9 @@ ROUTES: list[tuple[re.Pattern[str], dict[str, str]]] = [
         {"GET": "control_get", "PUT": "control_put", "DELETE": "control_reset"},
     ),
     (re.compile(rf"^/_requests/{_SLOT}$"), {"GET": "requests_get", "DELETE": "requests_clear"}),
-    (re.compile(rf"^/{_SLOT}/webhook$"), {"POST": "deliver_webhook"}),
-    (re.compile(rf"^/{_SLOT}/api/v2/batch$"), {"POST": "deliver_customerio"}),
 ]
+# Each dialect answers POST /<slot>/<its path>.
+DIALECT_ROUTES = [(re.compile(rf"^/{_SLOT}/{re.escape(d.path)}$"), d) for d in DIALECTS.values()]
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -461,6 +490,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         raw = self._read_body()
         path = urlsplit(self.path).path
+        for pattern, dialect in DIALECT_ROUTES:
+            match = pattern.match(path)
+            if not match:
+                continue
+            if method != "POST":
+                return self._send(json_answer(405, {"error": f"{method} not allowed on {path}"}))
+            return self._deliver(dialect, raw, match["slot"])
         for pattern, methods in ROUTES:
             match = pattern.match(path)
             if not match:
@@ -530,12 +566,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.slots.clear_requests(slot)
         self._send(json_answer(200, []))
 
-    def deliver_webhook(self, raw: bytes, slot: str) -> None:
-        self._deliver(DIALECTS["webhook"], raw, slot)
-
-    def deliver_customerio(self, raw: bytes, slot: str) -> None:
-        self._deliver(DIALECTS["customerio"], raw, slot)
-
     def _deliver(self, dialect: Dialect, raw: bytes, slot: str) -> None:
         body = _parse_json(raw)
         user = _basic_auth_user(self.headers.get("Authorization"))
@@ -550,7 +580,10 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None and raw:
             entry["body_text"] = raw.decode(errors="replace")
         profile, settings, count = self.server.slots.receive(slot, entry)
-        answer = PROFILES[profile](Call(dialect, body, user is not None, settings, count))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        call = Call(dialect, body, user is not None, settings, count, headers, query)
+        answer = PROFILES[profile](call)
         self.server.slots.answered(slot, "dropped" if answer.drop else str(answer.status))
         self._send(answer)
 
