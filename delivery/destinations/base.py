@@ -37,6 +37,8 @@ class Adapter:
     kind: ClassVar[str]
     label: ClassVar[str]  # how messages name the destination's API ("Customer.io", "The webhook")
     settings_class: ClassVar[type[KindSettings]]
+    # What the configuration form shows as this kind's credentials, e.g. '{"api_key": "…"}'.
+    credentials_example: ClassVar[str] = "{}"
 
     def __init__(self, config: KindSettings) -> None:
         self.config = config

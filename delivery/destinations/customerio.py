@@ -98,6 +98,7 @@ def default_endpoint(region: str) -> str:
 class CustomerIOAdapter(Adapter):
     kind = "customerio"
     label = "Customer.io"
+    credentials_example = '{"site_id": "…", "api_key": "…"}'
     settings_class = CustomerIOSettings
     config: CustomerIOSettings
 

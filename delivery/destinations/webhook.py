@@ -52,6 +52,7 @@ class WebhookSettings(KindSettings):
 class WebhookAdapter(Adapter):
     kind = "webhook"
     label = "The webhook"
+    credentials_example = '{"headers": {"Authorization": "Bearer …"}}'
     settings_class = WebhookSettings
     config: WebhookSettings
 

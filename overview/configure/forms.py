@@ -5,6 +5,7 @@ them back, and blank keeps them."""
 
 from django import forms
 
+from delivery.destinations import ADAPTERS
 from delivery.destinations.kinds import KIND_CHOICES
 from delivery.filters import InvalidRule, parse_conditions
 from delivery.models import Source
@@ -121,9 +122,8 @@ class WriteOnlyTextarea(forms.Textarea):
 
 CREDENTIALS_RETYPE = "Credentials are never shown back: enter them again before you save."
 
-CREDENTIALS_HELP = (
-    "Write-only: never shown again. Leave blank to keep the current credentials. "
-    'Webhook: {"headers": {"Authorization": "Bearer …"}}. Customer.io: {"site_id": "…", "api_key": "…"}.'
+CREDENTIALS_HELP = "Write-only: never shown again. Leave blank to keep the current credentials. " + " ".join(
+    f"{label}: {ADAPTERS[kind].credentials_example}." for kind, label in KIND_CHOICES
 )
 
 
