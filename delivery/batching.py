@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from delivery import delivering, outbox, slots, wakeups
+from delivery import delivering, outbox, slots, throttle, wakeups
 from delivery.models import Mapping
 from delivery.wakeups import Pair
 
@@ -72,10 +72,14 @@ def deliver_due(destination_id: int, mapping_id: int | None) -> None:
         if not held:  # come back shortly (one waiting task per pair, however many find the slots taken)
             wakeups.request_delivery([(destination_id, mapping_id)], countdown=SLOT_BUSY_WAIT_SECONDS)
             return
-        _deliver_batches(target)
+        gate = throttle.gate(destination_id)
+        if gate.open:  # else paused or its circuit open: the flush tick finds the work when that ends
+            _deliver_batches(target, probe=gate.probe)
 
 
-def _deliver_batches(target: delivering.Target) -> None:
+def _deliver_batches(target: delivering.Target, probe: bool = False) -> None:
+    """Batch after batch until none is full, the budget is spent, or the destination fails as a whole;
+    one batch only when it is the open circuit's probe."""
     pair = (target.destination_id, target.mapping_id)
     deadline = time.monotonic() + TASK_BUDGET_SECONDS
     while True:
@@ -85,12 +89,15 @@ def _deliver_batches(target: delivering.Target) -> None:
                 "destination %s mapping %s: %d delivered, %d failed, %d pending retry",
                 *pair, report.delivered, report.failed, report.pending,
             )  # fmt: skip
+        if report.requested:
+            throttle.answered(target.destination_id, report.failure, report.retry_at)
         if report.retry_at is not None:
             wakeups.request_delivery_at(pair, report.retry_at.timestamp())
-        more = report.claimed >= target.batch_size  # a full batch: more may be due
+        more = report.claimed >= target.claim_size  # a full batch: more may be due
         if report.whole_batch_retry:
             wakeups.destination_failed(target.destination_id)
-        if report.whole_batch_retry or time.monotonic() > deadline:
+        stop = report.whole_batch_retry or report.failure is not None or probe
+        if stop or time.monotonic() > deadline:
             if more:  # behind the tasks already queued (see the module's docstring)
                 wakeups.request_delivery([pair])
             return

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from django.db import transaction
 
-from delivery import fanout, history, http, idempotency, outbox, redaction, retries
+from delivery import fanout, history, http, idempotency, outbox, redaction, retries, throttle
 from delivery.destinations import Adapter, InvalidSettings, adapter_for
 from delivery.multistatus import PreparedBatch, transport_error
 from delivery.outbox import Claim, Claimed
@@ -43,6 +43,11 @@ class Target:
     adapter: Adapter | None  # None when the settings are unusable (see settings_error)
     settings_error: str = ""
     secrets: tuple[str, ...] = ()  # the destination's credentials, redacted from what is kept
+    rate_limit: int | None = None  # events a second over the whole destination (delivery.throttle)
+
+    @property
+    def claim_size(self) -> int:
+        return throttle.claim_size(self.batch_size, self.rate_limit)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class BatchReport:
     whole_batch_retry: bool = False
     # When the first of the batch's events waiting for a retry is due again, if any waits.
     retry_at: dt.datetime | None = None
+    requested: bool = False  # a request went out (else every event was refused before sending)
+    failure: throttle.Failure | None = None  # how the request failed as a whole, if it did
 
 
 def target_for(destination, mapping) -> Target:
@@ -73,6 +80,7 @@ def target_for(destination, mapping) -> Target:
         adapter=adapter,
         settings_error=error,
         secrets=tuple(redaction.secret_values(destination.credentials)),
+        rate_limit=destination.rate_limit,
     )
 
 
@@ -93,7 +101,8 @@ class Attempt:
     results: list[Result]  # one per message, in order, each with `sent` and `body`
     # The request as a whole failed in a way worth retrying (no answer, 408, 429, 5xx).
     whole_batch_retry: bool = False
-    exchange: history.Exchange | None = None  # None when nothing was sent
+    exchanges: tuple[history.Exchange, ...] = ()  # the requests made: none, one, or a split batch's
+    failure: throttle.Failure | None = None  # how a request failed as a whole, holding the destination
 
 
 def attempt(
@@ -104,21 +113,60 @@ def attempt(
     prepared = PreparedBatch.build(messages, keys, lambda message, key: adapter.prepare(message, fields, key))
     if not prepared.items:
         return Attempt(prepared.place([]))
-    request = adapter.build_request(prepared.items, prepared.keys)
+    sent = _send(adapter, prepared.items, prepared.keys, prepared.positions)
+    return replace(sent, results=prepared.place(sent.results))
+
+
+def _send(adapter: Adapter, items: list[Any], keys: list[str], positions: Sequence[int]) -> Attempt:
+    """One request for these items (`positions`: their messages' places in the attempt), read into one
+    result per item. A 413 splits them in two halves sent one after the other, down to a single item,
+    which then fails as too large."""
+    request = adapter.build_request(items, keys)
     started_at, start = dt.datetime.now(dt.UTC), time.perf_counter()
     try:
         answer = http.post(request)
     except (httpx.TransportError, http.DestinationAddressError) as exc:
         failure = retries.classify_transport(exc)
-        log.info("batch of %d to %s failed: %s %s", len(prepared.items), adapter.kind, failure.code, exc)
-        exchange = history.Exchange(
-            request, prepared.positions, started_at, _ms_since(start), error=failure.message
+        log.info("batch of %d to %s failed: %s %s", len(items), adapter.kind, failure.code, exc)
+        exchange = history.Exchange(request, positions, started_at, _ms_since(start), error=failure.message)
+        held = throttle.Failure(None, failure.message) if failure.retryable else None
+        return Attempt([transport_error(failure)] * len(items), failure.retryable, (exchange,), held)
+    exchange = history.Exchange(request, positions, started_at, _ms_since(start), answer)
+    if answer.status == 413 and len(items) > 1:
+        half = len(items) // 2
+        first = _send(adapter, items[:half], keys[:half], positions[:half])
+        second = _send(adapter, items[half:], keys[half:], positions[half:])
+        return Attempt(
+            first.results + second.results,
+            first.whole_batch_retry or second.whole_batch_retry,
+            (exchange, *first.exchanges, *second.exchanges),
+            second.failure or first.failure,
         )
-        results = prepared.place([transport_error(failure)] * len(prepared.items))
-        return Attempt(results, failure.retryable, exchange)
-    exchange = history.Exchange(request, prepared.positions, started_at, _ms_since(start), answer)
-    results = prepared.place(adapter.parse_response(answer, len(prepared.items)))
-    return Attempt(results, retries.is_retryable_status(answer.status), exchange)
+    results = adapter.parse_response(answer, len(items))
+    if answer.status == 413:
+        results = [_too_large(adapter, result) for result in results]
+    return Attempt(
+        results, retries.is_retryable_status(answer.status), (exchange,), _whole_failure(answer, results)
+    )
+
+
+def _too_large(adapter: Adapter, result: Result) -> Result:
+    if not isinstance(result, Error):
+        return result
+    message = f"{adapter.label} refused this event as too large (413) even when it was sent alone"
+    return replace(result, error_message=f"{message}: {result.error_message}")
+
+
+def _whole_failure(answer: http.Answer, results: Sequence[Result]) -> throttle.Failure | None:
+    """The answer as the destination's throttle sees it: a failed request that asks to be retried (408,
+    429, 5xx), or any failed one with a Retry-After, holds the whole destination back."""
+    if 200 <= answer.status < 300:
+        return None
+    wait = retries.retry_after(answer.headers.get("retry-after"), dt.datetime.now(dt.UTC))
+    if not (retries.is_retryable_status(answer.status) or wait):
+        return None
+    message = next((r.error_message for r in results if isinstance(r, Error)), f"HTTP {answer.status}")
+    return throttle.Failure(answer.status, message, wait)
 
 
 def _ms_since(start: float) -> int:
@@ -144,12 +192,13 @@ def record(
     max_retries: int,
     now: dt.datetime,
     whole_batch_retry: bool = False,
-    sent: history.Sent | None = None,
+    sent: Sequence[history.Sent] = (),
     secrets: Sequence[str] = (),
+    failure: throttle.Failure | None = None,
 ) -> BatchReport:
-    """Outcomes, rollup moves, samples and the attempt history (`sent`: the batch request, if one was
-    made) for one attempt, in one transaction; rows no longer ours (lease lost, or already final) are
-    left alone and not counted."""
+    """Outcomes, rollup moves, samples and the attempt history (`sent`: the batch requests made, one
+    unless a 413 split the batch) for one attempt, in one transaction; rows no longer ours (lease lost,
+    or already final) are left alone and not counted."""
     outcomes = claim_.outcomes
     dispositions = retries.dispose_batch([o.attempts_this_round for o in outcomes], results, max_retries, now)
     columns = (
@@ -215,6 +264,7 @@ def record(
         pending=counts[Step.PENDING_RETRY],
         whole_batch_retry=whole_batch_retry,
         retry_at=retry_at,
+        failure=failure,
     )
 
 
@@ -289,7 +339,7 @@ def retry_failed(destination_id: int, rows: Sequence[tuple[dt.datetime, int, int
 
 def deliver_batch(target: Target) -> BatchReport:
     """Claim, send and record one batch of this destination and mapping; an empty report when none is due."""
-    claim_ = outbox.claim(target.destination_id, target.mapping_id, target.batch_size)
+    claim_ = outbox.claim(target.destination_id, target.mapping_id, target.claim_size)
     if claim_ is None:
         return BatchReport()
     messages = [claim_.events.get(o.event_id, ("", None))[1] for o in claim_.outcomes]
@@ -298,16 +348,22 @@ def deliver_batch(target: Target) -> BatchReport:
     if target.adapter is None:
         tried = Attempt(settings_failure(target.settings_error, [messages[i] for i in to_send]))
     else:
+        if target.rate_limit and to_send:
+            time.sleep(throttle.spend(target.destination_id, len(to_send), target.rate_limit))
         keys = [idempotency_key(claim_.outcomes[i], claim_.events) for i in to_send]
         tried = attempt(target.adapter, target.fields, [messages[i] for i in to_send], keys)
     for i, result in zip(to_send, tried.results, strict=True):
         results[i] = result
-    sent = None
-    if tried.exchange is not None and history.enabled():
-        carried = {claim_.outcomes[to_send[p]].id for p in tried.exchange.positions}
-        sent = history.kept(tried.exchange, carried, target.secrets)
+    sent = []
+    if history.enabled():
+        for exchange in tried.exchanges:
+            carried = {claim_.outcomes[to_send[p]].id for p in exchange.positions}
+            sent.append(history.kept(exchange, carried, target.secrets))
     now = dt.datetime.now(dt.UTC)
-    return record(claim_, results, target.max_retries, now, tried.whole_batch_retry, sent, target.secrets)
+    report = record(
+        claim_, results, target.max_retries, now, tried.whole_batch_retry, sent, target.secrets, tried.failure
+    )
+    return replace(report, requested=bool(tried.exchanges))
 
 
 def idempotency_key(outcome: Claimed, events: dict[int, Any]) -> str:

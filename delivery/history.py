@@ -124,43 +124,51 @@ RETURNING id
 """
 
 
-def write(attempts: Sequence[tuple], request: Sent | None, secrets: Sequence[str], now: dt.datetime) -> None:
-    """The batch request, once, and one row per (outcome, disposition) in `attempts`: each outcome's
-    attempt number is its `attempts` (this one included)."""
+def write(
+    attempts: Sequence[tuple], requests: Sequence[Sent], secrets: Sequence[str], now: dt.datetime
+) -> None:
+    """The batch requests, once each (several when a 413 split the batch), and one row per (outcome,
+    disposition) in `attempts`: each outcome's attempt number is its `attempts` (this one included), and it
+    points at the last request that carried its event."""
     if not attempts:
         return
-    request_at = request_id = None
-    if request is not None:
-        outcome = attempts[0][0]
-        params = {
-            "at": request.started_at,
-            "workspace": outcome.where.workspace_id,
-            "destination": outcome.where.destination_id,
-            "mapping": outcome.where.mapping_id,
-            "size": len(request.outcome_ids),
-            "url": request.url,
-            "request_headers": json.dumps(request.request_headers),
-            "request_body": request.request_body,
-            "request_bytes": request.request_bytes,
-            "status": request.status,
-            "response_headers": json.dumps(request.response_headers),
-            "response_body": request.response_body,
-            "response_bytes": request.response_bytes,
-            "duration_ms": request.duration_ms,
-            "error": request.error,
-        }
-        request_at, request_id = request.started_at, execute_prepared(_INSERT_REQUEST, params)[0][0]
+    carried: dict[int, tuple[Sent, int]] = {}
+    for request in requests:
+        request_id = _insert_request(attempts[0][0].where, request)
+        for outcome_id in request.outcome_ids:
+            carried[outcome_id] = (request, request_id)
     rows = []
     for outcome, d in attempts:
-        carried = request is not None and outcome.id in request.outcome_ids
+        request, request_id = carried.get(outcome.id, (None, None))
         where = outcome.where
         rows.append(
             (
                 outcome.received_at, outcome.id, outcome.event_id, where.workspace_id, where.destination_id,
-                where.mapping_id, outcome.attempts, request_at if carried else now,
-                request.duration_ms if carried else 0, str(d.step), str(d.reason_code), d.status,
+                where.mapping_id, outcome.attempts, request.started_at if request else now,
+                request.duration_ms if request else 0, str(d.step), str(d.reason_code), d.status,
                 str(d.error_type), redaction.redact(d.error_message[:4000], secrets) or "", d.next_attempt_at,
-                request_at if carried else None, request_id if carried else None,
+                request.started_at if request else None, request_id,
             )
         )  # fmt: skip
     copy_rows("delivery_attempt", ATTEMPT_COLUMNS, rows, ATTEMPT_TYPES)
+
+
+def _insert_request(where, request: Sent) -> int:
+    params = {
+        "at": request.started_at,
+        "workspace": where.workspace_id,
+        "destination": where.destination_id,
+        "mapping": where.mapping_id,
+        "size": len(request.outcome_ids),
+        "url": request.url,
+        "request_headers": json.dumps(request.request_headers),
+        "request_body": request.request_body,
+        "request_bytes": request.request_bytes,
+        "status": request.status,
+        "response_headers": json.dumps(request.response_headers),
+        "response_body": request.response_body,
+        "response_bytes": request.response_bytes,
+        "duration_ms": request.duration_ms,
+        "error": request.error,
+    }
+    return execute_prepared(_INSERT_REQUEST, params)[0][0]

@@ -76,6 +76,9 @@ class Destination(models.Model):
     sources = models.ManyToManyField(Source, related_name="destinations", blank=True)
     batch_size = models.PositiveIntegerField(default=100)
     max_retries = models.PositiveSmallIntegerField(default=6)
+    # At most this many events a second are sent to the destination, over all its mappings (None: no
+    # limit); see delivery.throttle.
+    rate_limit = models.PositiveIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     # Destination filters: [{"action": "drop"|"keep", "conditions": [...]}]; format in delivery/filters.py.
     filters = models.JSONField(default=list, blank=True)
@@ -95,6 +98,26 @@ class Destination(models.Model):
     @credentials.setter
     def credentials(self, value: dict) -> None:
         self.credentials_encrypted = crypto.encrypt_json(value)
+
+
+class DestinationThrottle(models.Model):
+    """How delivery to a destination is held back now, over all its mappings (delivery.throttle): paused
+    until a time the destination asked for (429, Retry-After), a circuit opened by repeated whole-request
+    failures and probed now and then, and the rate limit's next free moment. One row per destination
+    that has had any of these; none means nothing holds it back."""
+
+    destination = models.OneToOneField(
+        Destination, on_delete=models.CASCADE, primary_key=True, related_name="throttle"
+    )
+    paused_until = models.DateTimeField(null=True)
+    pause_status = models.PositiveSmallIntegerField(null=True)  # the answer that paused it (429, 503, ...)
+    pause_message = models.TextField(blank=True, default="")
+    failures = models.PositiveIntegerField(default=0)  # whole-request failures in a row
+    last_failure = models.TextField(blank=True, default="")
+    circuit_opened_at = models.DateTimeField(null=True)
+    next_probe_at = models.DateTimeField(null=True)  # while the circuit is open: when one batch may go
+    send_after = models.DateTimeField(null=True)  # the rate limit: no batch starts before this
+    updated_at = models.DateTimeField(auto_now=True)
 
 
 class Mapping(models.Model):

@@ -24,6 +24,7 @@ from delivery import http, jsontext
 from delivery.recording import Where
 from delivery.sql import copy_rows
 from delivery.steps import OPEN_STEPS, Step
+from delivery.throttle import HELD_SQL
 
 # The outcome states with work to do, as SQL: "('queued', 'pending_retry')", the open index's predicate.
 OPEN = "(" + ", ".join(f"'{step}'" for step in OPEN_STEPS) + ")"
@@ -63,15 +64,16 @@ def pairs_with_full_batch(pairs: set[Pair]) -> list[Pair]:
             FROM unnest(%s::bigint[], %s::bigint[]) AS p(destination_id, mapping_id)
             JOIN delivery_destination d ON d.id = p.destination_id AND d.enabled
             JOIN delivery_mapping m ON m.id = p.mapping_id AND m.destination_id = d.id AND m.enabled
+                AND NOT {HELD_SQL}
             CROSS JOIN LATERAL (
                 SELECT count(*) AS due FROM (
                     SELECT 1 FROM delivery_outcome o
                     WHERE o.destination_id = p.destination_id AND o.mapping_id = p.mapping_id
                       AND o.step IN {OPEN} AND o.next_attempt_at <= statement_timestamp()
-                    LIMIT d.batch_size
+                    LIMIT greatest(1, least(d.batch_size, coalesce(d.rate_limit, d.batch_size)))
                 ) AS capped
             ) AS c
-            WHERE c.due >= d.batch_size
+            WHERE c.due >= greatest(1, least(d.batch_size, coalesce(d.rate_limit, d.batch_size)))
             """,
             [list(destinations), list(mappings)],
         )
@@ -85,7 +87,7 @@ def pairs_due_since(waited: dt.timedelta) -> list[Pair]:
             f"""
             SELECT m.destination_id, m.id
             FROM delivery_mapping m JOIN delivery_destination d ON d.id = m.destination_id
-            WHERE d.enabled AND m.enabled AND EXISTS (
+            WHERE d.enabled AND m.enabled AND NOT {HELD_SQL} AND EXISTS (
                 SELECT 1 FROM delivery_outcome o
                 WHERE o.destination_id = m.destination_id AND o.mapping_id = m.id
                   AND o.step IN {OPEN}

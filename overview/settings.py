@@ -224,6 +224,10 @@ DELIVERY_ATTEMPT_HISTORY = env_bool("DELIVERY_ATTEMPT_HISTORY", True)
 # Seconds a claimed delivery batch is leased before the sweeper may hand it to another worker;
 # 0 means max(60, twice DELIVERY_REQUEST_DEADLINE + 30).
 DELIVERY_LEASE_SECONDS = float(os.environ.get("DELIVERY_LEASE_SECONDS", "0"))
+# Whole-request failures in a row (no answer, 408, 5xx) that open a destination's circuit, and the seconds
+# between its probes while it is open (delivery.throttle).
+DELIVERY_CIRCUIT_FAILURES = int(os.environ.get("DELIVERY_CIRCUIT_FAILURES", "5"))
+DELIVERY_CIRCUIT_PROBE_SECONDS = float(os.environ.get("DELIVERY_CIRCUIT_PROBE_SECONDS", "30"))
 # Minutes the dashboard's window ends before now, so that figures are settled (the API has none).
 DASHBOARD_LOOKBACK_MINUTES = int(os.environ.get("DASHBOARD_LOOKBACK_MINUTES", "5"))
 

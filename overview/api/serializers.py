@@ -2,8 +2,10 @@
 wrong JSON types answer 400 with a message per field), hand it to overview.configuration's checks with
 its messages under the same field names, and save through it. Credentials and webhook URLs are write-only."""
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from delivery import throttle
 from delivery.models import Destination, Mapping, Source, Workspace
 from delivery.steps import EVENT_TYPES
 from overview import notify, tenancy
@@ -103,6 +105,18 @@ class SourceSerializer(StrictModelSerializer):
 # Destinations and mappings
 
 
+class DeliveryStateSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(["sending", "paused", "circuit_open"])
+    paused_until = serializers.DateTimeField(allow_null=True)
+    pause_status = serializers.IntegerField(allow_null=True)
+    pause_message = serializers.CharField()
+    circuit_opened_at = serializers.DateTimeField(allow_null=True)
+    next_probe_at = serializers.DateTimeField(allow_null=True)
+    failures_in_a_row = serializers.IntegerField()
+    last_failure = serializers.CharField()
+    rate_limit = serializers.IntegerField(allow_null=True)
+
+
 class DestinationSerializer(StrictModelSerializer):
     workspace = InScope(
         Workspace, help_text="Set on creation; a destination does not move between workspaces."
@@ -129,18 +143,35 @@ class DestinationSerializer(StrictModelSerializer):
     )
     batch_size = StrictIntegerField(min_value=1, max_value=destinations.MAX_BATCH_SIZE, required=False)
     max_retries = StrictIntegerField(min_value=0, max_value=destinations.MAX_RETRIES, required=False)
+    rate_limit = StrictIntegerField(
+        min_value=1,
+        max_value=destinations.MAX_RATE_LIMIT,
+        required=False,
+        allow_null=True,
+        help_text="At most this many events a second to the destination, over all its mappings; null: no"
+        " limit.",
+    )
+    delivery_state = serializers.SerializerMethodField(
+        help_text="What holds sending back now: state sending|paused|circuit_open, paused_until and the"
+        " pause's status and message, circuit_opened_at, next_probe_at, failures_in_a_row, last_failure,"
+        " rate_limit."
+    )
 
     class Meta:
         model = Destination
         fields = [
             "id", "workspace", "name", "kind", "endpoint", "settings", "credentials", "has_credentials",
-            "sources", "batch_size", "max_retries", "enabled", "filters", "consent_categories",
-            "integration_name", "created_at",
+            "sources", "batch_size", "max_retries", "rate_limit", "enabled", "filters", "consent_categories",
+            "integration_name", "delivery_state", "created_at",
         ]  # fmt: skip
         read_only_fields = ["created_at"]
 
     def get_has_credentials(self, destination: Destination) -> bool:
         return bool(destination.credentials_encrypted)
+
+    @extend_schema_field(DeliveryStateSerializer)
+    def get_delivery_state(self, destination: Destination) -> dict:
+        return DeliveryStateSerializer(throttle.shown(destination).as_json()).data
 
     def validate_workspace(self, workspace: Workspace) -> Workspace:
         return checked(keeps_workspace("destination", self.instance), workspace)

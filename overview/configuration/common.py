@@ -3,7 +3,7 @@ store, JSON Schemas, public URLs, bounded numbers, lists item by item) and savin
 
 from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db.models import Model
 
@@ -98,6 +98,11 @@ def check_endpoint(url: str) -> str:
 
 # The largest value of PostgreSQL's integer, the column of Django's (Positive)IntegerField.
 INTEGER_MAX = 2**31 - 1
+
+
+def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The check, except that None (no value) passes as it is."""
+    return lambda value: None if value is None else check(value)
 
 
 def bounded(low: int, high: int | None = None) -> Callable[[int], int]:

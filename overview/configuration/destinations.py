@@ -11,6 +11,7 @@ from overview.configuration.common import (
     check_endpoint,
     each_item,
     keeps_workspace,
+    optional,
     readable_by,
     run_checks,
     saved,
@@ -19,6 +20,7 @@ from overview.configuration.common import (
 
 MAX_BATCH_SIZE = 1000
 MAX_RETRIES = 20
+MAX_RATE_LIMIT = 1_000_000  # events a second
 MAX_CONSENT_CATEGORY = 100
 
 check_filters = readable_by(parse_filters)
@@ -63,6 +65,7 @@ def check_fields(data: dict, destination: Destination | None = None) -> dict:
             "filters": check_filters,
             "batch_size": bounded(1, MAX_BATCH_SIZE),
             "max_retries": bounded(0, MAX_RETRIES),
+            "rate_limit": optional(bounded(1, MAX_RATE_LIMIT)),
             "consent_categories": each_item(check_consent_category),
         },
     )

@@ -137,6 +137,9 @@ class DestinationForm(ConfigForm):
     enabled = forms.BooleanField(required=False, initial=True)
     batch_size = forms.IntegerField(initial=100, help_text="Events per request, 1 to 1000.")
     max_retries = forms.IntegerField(initial=6, help_text="Retries of a retryable failure before it fails.")
+    rate_limit = forms.IntegerField(
+        required=False, help_text="At most this many events a second, over all mappings. Blank: no limit."
+    )
     credentials = JSONObjectField(
         help_text=CREDENTIALS_HELP, widget=WriteOnlyTextarea(attrs={**JSON_WIDGET, "rows": 3})
     )
@@ -176,6 +179,7 @@ class DestinationForm(ConfigForm):
             "enabled": destination.enabled,
             "batch_size": destination.batch_size,
             "max_retries": destination.max_retries,
+            "rate_limit": destination.rate_limit,
             "settings": destination.settings,
             "filters": destination.filters,
             "consent_categories": ", ".join(destination.consent_categories),

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 
-from delivery import fanout, refused
+from delivery import fanout, refused, throttle
 from delivery.catalogue import describe, reasons_for
 from delivery.models import Destination, Source
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
@@ -153,6 +153,7 @@ def destination_overview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
         fanout_rule=fanout.RULE,
         firing=open_incidents(ws, destination=destination),
         recovery=recovery(destination.id, mapping.id if mapping else None, context["window"]),
+        throttle=throttle.shown(destination),
     )
     return render_page(request, "overview/destination.html", context, status=400 if problems else 200)
 

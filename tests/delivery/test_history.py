@@ -26,11 +26,17 @@ def attempts_of(destination) -> list[dict]:
 
 
 def make_due(destination) -> None:
+    """As if the retry time had come: the pending events are due, and a pause the destination asked for
+    has ended."""
     with connection.cursor() as cursor:
         cursor.execute(
             # Due again in their first order, so that each batch comes back as it was.
             "UPDATE delivery_outcome SET next_attempt_at = now() - interval '1 hour' + id * interval '1 ms'"
             " WHERE destination_id = %s AND step = 'pending_retry'",
+            [destination.id],
+        )
+        cursor.execute(
+            "UPDATE delivery_destinationthrottle SET paused_until = NULL WHERE destination_id = %s",
             [destination.id],
         )
 
