@@ -10,12 +10,13 @@ import time
 
 import pytest
 from django.db import connection
+from rest_framework.test import APIClient
 from werkzeug import Response
 
 from delivery import batching, outbox, throttle
-from delivery.models import DestinationThrottle
+from delivery.models import DestinationThrottle, Membership
 from tests.delivery.test_delivery import counts, outcomes, queue_events, setup_destination, steps_of, track
-from tests.factories import make_mapping
+from tests.factories import make_mapping, make_user
 
 
 @pytest.fixture
@@ -262,3 +263,30 @@ def test_an_event_too_large_on_its_own_fails_and_the_rest_are_delivered(transact
         "The webhook refused this event as too large (413) even when it was sent alone: payload too large"
     )
     assert throttle.shown(destination).state == "sending"
+
+
+def test_the_api_gives_the_destinations_hold(transactional_db, sandbox, local):
+    sandbox.configure("api-held", "rate_limited", retry_after=120)
+    destination, mapping = setup_destination(f"{sandbox.url}/api-held/webhook", rate_limit=50)
+    queue_events(destination, mapping, [track(0)])
+    batching.deliver_due(destination.id, mapping.id)
+    user = make_user()
+    Membership.objects.create(user=user, workspace=destination.workspace, role=Membership.Role.VIEWER)
+    client = APIClient()
+    client.force_authenticate(user)
+
+    body = client.get(f"/api/v1/destinations/{destination.id}/").json()
+
+    held = DestinationThrottle.objects.get(destination=destination)
+    assert body["rate_limit"] == 50
+    assert body["delivery_state"] == {
+        "state": "paused",
+        "paused_until": held.paused_until.isoformat().replace("+00:00", "Z"),
+        "pause_status": 429,
+        "pause_message": "rate limit exceeded",
+        "circuit_opened_at": None,
+        "next_probe_at": None,
+        "failures_in_a_row": 0,
+        "last_failure": "",
+        "rate_limit": 50,
+    }
