@@ -2,7 +2,6 @@
 request — against the real sandbox (tracking_api dialect), real local servers, and this product's own
 tracking API served by a live server."""
 
-import base64
 import datetime as dt
 import json
 
