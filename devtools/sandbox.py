@@ -1,7 +1,9 @@
 """Sandbox destination: a real local HTTP server that imitates the batch APIs we deliver to.
 
 One dialect per destination kind, chosen by path (each `Dialect.path`): ``POST /<slot>/webhook``
-(generic JSON batch webhook), ``POST /<slot>/api/v2/batch`` (Customer.io Track API v2), and so on.
+(generic JSON batch webhook), ``POST /<slot>/api/v2/batch`` (Customer.io Track API v2),
+``POST /<slot>/2/httpapi`` (Amplitude HTTP V2), ``POST /<slot>/v1/batch`` (a Segment-compatible
+collector), and so on.
 Each slot runs a *profile* (healthy, partial, rate_limited, flaky, ...) so the demo and the tests
 can make a destination misbehave in a known, repeatable way; ``/_control/<slot>`` changes profiles
 at run time and ``/_requests/<slot>`` shows exactly what was received. Standard library only.
@@ -31,7 +33,9 @@ log = logging.getLogger(__name__)
 
 REQUEST_LOG_SIZE = 100
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "reject_share": 0.2,  # partial: share of events rejected, decided per event from a stable hash
+    # partial: share of events rejected, decided per event from a stable hash (Amplitude's rate_limited:
+    # share of users or devices throttled)
+    "reject_share": 0.2,
     "retry_after": 2,  # rate_limited: Retry-After seconds
     "fail_first": None,  # rate_limited: how many requests get 429 before turning healthy (None: all)
     "slow_seconds": 12,  # flaky "slow" step: sleep before answering 200
@@ -86,6 +90,10 @@ class Dialect:
     def ok(self, settings: dict[str, Any]) -> Answer:
         raise NotImplementedError
 
+    def accepted(self, call: Call) -> Answer:
+        """The success answer to this request; a dialect whose answer counts its events overrides it."""
+        return self.ok(call.settings)
+
     def items(self, body: Any) -> list[Any] | None:
         """The events of a request body, in the order the API numbers them; None when it has none."""
         batch = body.get("batch") if isinstance(body, dict) else None
@@ -116,7 +124,8 @@ class Dialect:
     def malformed(self) -> Answer:
         return self.error(400, self.malformed_message)
 
-    def rate_limited(self, retry_after: float) -> Answer:
+    def rate_limited(self, retry_after: float, call: Call | None = None) -> Answer:
+        """429 for the request; `call` lets a dialect name the throttled events (Amplitude)."""
         return self.error(429, "rate limit exceeded", (("Retry-After", _seconds(retry_after)),))
 
 
@@ -192,12 +201,136 @@ class CustomerIODialect(Dialect):
     def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
         return json_answer(207, {"errors": entries})
 
-    def rate_limited(self, retry_after: float) -> Answer:
+    def rate_limited(self, retry_after: float, call: Call | None = None) -> Answer:
         message = f"Too many requests. Retry after {round(retry_after * 1000)}ms."
         return self.error(429, message, (("Retry-After", _seconds(retry_after)),))
 
 
-DIALECTS: dict[str, Dialect] = {d.name: d for d in (WebhookDialect(), CustomerIODialect())}
+class AmplitudeDialect(Dialect):
+    """Amplitude HTTP V2: the API key in the body; a 400 names the events with invalid or missing
+    fields by index, a 429 the throttled ones (`throttled_events`), and either ingests nothing."""
+
+    name = "amplitude"
+    path = "2/httpapi"
+    requires_auth = True
+    unauthorized_message = "Invalid API key"
+    malformed_message = "Invalid request body"
+    eps_threshold = 30  # events per second for one user or device
+    samples = (
+        Rejection(400, "", "invalid", "time"),
+        Rejection(400, "", "invalid", "user_id"),
+        Rejection(400, "", "missing", "event_type"),
+        Rejection(400, "", "invalid", "event_properties"),
+    )
+
+    def error(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        return json_answer(status, {"code": status, "error": message}, headers)
+
+    def ok(self, settings: dict[str, Any]) -> Answer:
+        return self._ingested(0, 0)
+
+    def accepted(self, call: Call) -> Answer:
+        return self._ingested(len(call.batch or []), len(json.dumps(call.body)))
+
+    def _ingested(self, events: int, size: int) -> Answer:
+        body = {"code": 200, "events_ingested": events, "payload_size_bytes": size}
+        return json_answer(200, {**body, "server_upload_time": int(time.time() * 1000)})
+
+    def items(self, body: Any) -> list[Any] | None:
+        events = body.get("events") if isinstance(body, dict) else None
+        return events if isinstance(events, list) else None
+
+    def authorized(self, call: Call) -> bool:
+        key = call.body.get("api_key") if isinstance(call.body, dict) else None
+        return isinstance(key, str) and bool(key)
+
+    def too_large(self) -> Answer:
+        return self.error(413, "Payload too large")
+
+    def render(self, rejection: Rejection) -> dict[str, Any]:
+        return {"index": rejection.index, "reason": rejection.reason, "field": rejection.field}
+
+    def required(self, item: Any) -> Rejection | None:
+        if not isinstance(item, dict) or not item.get("event_type"):
+            return Rejection(400, "", "missing", "event_type")
+        if not item.get("user_id") and not item.get("device_id"):
+            return Rejection(400, "", "missing", "user_id")
+        return None
+
+    def hash_key(self, item: Any) -> str:
+        insert_id = item.get("insert_id") if isinstance(item, dict) else None
+        return str(insert_id) if insert_id else super().hash_key(item)
+
+    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+        fields: dict[str, dict[str, list[int]]] = {"invalid": {}, "missing": {}}
+        for entry in entries:
+            fields[entry["reason"]].setdefault(entry["field"], []).append(entry["index"])
+        body: dict[str, Any] = {"code": 400, "error": "Request missing required field"}
+        if fields["missing"]:
+            body["missing_field"] = next(iter(fields["missing"]))
+        else:
+            body["error"] = "Invalid field values on some events"
+        body["events_with_invalid_fields"] = fields["invalid"]
+        body["events_with_missing_fields"] = fields["missing"]
+        return json_answer(400, body)
+
+    def rate_limited(self, retry_after: float, call: Call | None = None) -> Answer:
+        batch = (call.batch or []) if call is not None else []
+        share = call.settings["reject_share"] if call is not None else 0
+        throttled = throttled_events(batch, share)
+        users: dict[str, int] = {}
+        devices: dict[str, int] = {}
+        for index in throttled:
+            item = batch[index]
+            if item.get("user_id"):
+                users[str(item["user_id"])] = self.eps_threshold + 1
+            if item.get("device_id"):
+                devices[str(item["device_id"])] = self.eps_threshold + 1
+        body = {
+            "code": 429,
+            "error": "Too many requests for some devices and users",
+            "eps_threshold": self.eps_threshold,
+            "throttled_devices": devices,
+            "throttled_users": users,
+            "throttled_events": throttled,
+        }
+        return json_answer(429, body)
+
+
+class TrackingApiDialect(Dialect):
+    """A Segment-compatible collector's /v1/batch (this product's own tracking API answers the same way):
+    the write key as the basic-auth user, one answer for the whole request, no per-event errors."""
+
+    name = "tracking_api"
+    path = "v1/batch"
+    requires_auth = True
+    unauthorized_message = "Unknown write key: no source has this write key."
+    malformed_message = "The request body has no batch of messages."
+    codes = {400: "bad_request", 401: "unknown_source", 413: "request_too_large", 429: "rate_limited"}
+
+    def error(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        body = {"success": False, "code": self.codes.get(status, "error"), "message": message}
+        return json_answer(status, body, headers)
+
+    def ok(self, settings: dict[str, Any]) -> Answer:
+        return json_answer(200, {"success": True})
+
+    def too_large(self) -> Answer:
+        return self.error(413, "The request body is over the 500 KB limit; send smaller batches.")
+
+    def render(self, rejection: Rejection) -> dict[str, Any]:
+        return {"index": rejection.index, "message": rejection.message}
+
+    def required(self, item: Any) -> Rejection | None:
+        return None  # a collector takes the batch whole (it drops a bad message without saying so)
+
+    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+        return self.ok({})  # a collector has no per-event answer: the batch is taken
+
+
+DIALECTS: dict[str, Dialect] = {
+    d.name: d for d in (WebhookDialect(), CustomerIODialect(), AmplitudeDialect(), TrackingApiDialect())
+}
 
 
 def _seconds(value: float) -> str:
@@ -215,10 +348,25 @@ def _rejection(dialect: Dialect, item: Any, reject_share: float) -> Rejection | 
     missing = dialect.required(item)
     if missing is not None:
         return missing
-    digest = hashlib.sha256(dialect.hash_key(item).encode()).digest()
-    if int.from_bytes(digest[:8], "big") / 2**64 >= reject_share:
+    digest = _digest(dialect.hash_key(item))
+    if not dialect.samples or int.from_bytes(digest[:8], "big") / 2**64 >= reject_share:
         return None
     return dialect.samples[digest[8] % len(dialect.samples)]
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def throttled_events(batch: list[Any], share: float = 0.2) -> list[int]:
+    """The indexes the Amplitude `rate_limited` profile names as throttled in this batch (for predicting
+    tests): the events of the users (else devices) whose stable hash falls under `share`."""
+    throttled = []
+    for index, item in enumerate(batch):
+        who = (item.get("user_id") or item.get("device_id")) if isinstance(item, dict) else None
+        if who and int.from_bytes(_digest(str(who))[:8], "big") / 2**64 < share:
+            throttled.append(index)
+    return throttled
 
 
 # --- profiles: each turns one received call into an answer ------------------------------------
@@ -251,7 +399,7 @@ def _gate(call: Call) -> Answer | None:
 
 
 def _healthy(call: Call) -> Answer:
-    return _gate(call) or call.dialect.ok(call.settings)
+    return _gate(call) or call.dialect.accepted(call)
 
 
 def _partial(call: Call) -> Answer:
@@ -259,13 +407,13 @@ def _partial(call: Call) -> Answer:
     if gate:
         return gate
     entries = partial_rejections(call.dialect.name, call.batch or [], call.settings["reject_share"])
-    return call.dialect.multi_status(entries) if entries else call.dialect.ok(call.settings)
+    return call.dialect.multi_status(entries) if entries else call.dialect.accepted(call)
 
 
 def _rate_limited(call: Call) -> Answer:
     fail_first = call.settings["fail_first"]
     if fail_first is None or call.count <= fail_first:
-        return call.dialect.rate_limited(call.settings["retry_after"])
+        return call.dialect.rate_limited(call.settings["retry_after"], call)
     return _healthy(call)
 
 
@@ -282,7 +430,7 @@ def _over_size(call: Call) -> Answer:
         return gate
     if len(call.batch or []) > call.settings["max_items"]:
         return call.dialect.too_large()
-    return call.dialect.ok(call.settings)
+    return call.dialect.accepted(call)
 
 
 def _bad_index(call: Call) -> Answer:

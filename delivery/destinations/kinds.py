@@ -3,4 +3,6 @@
 KIND_CHOICES = [
     ("webhook", "Webhook (JSON batch)"),
     ("customerio", "Customer.io Track API"),
+    ("amplitude", "Amplitude HTTP V2 API"),
+    ("tracking_api", "Segment-compatible collector (/v1/batch)"),
 ]
