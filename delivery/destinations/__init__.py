@@ -1,12 +1,20 @@
 """Destination adapters, one module per kind, registered here by kind (the Destination.kind values)."""
 
 from delivery.destinations.base import Adapter, InvalidSettings
+from delivery.destinations.braze import BrazeAdapter
 from delivery.destinations.customerio import CustomerIOAdapter
 from delivery.destinations.kinds import KIND_CHOICES
+from delivery.destinations.mixpanel import MixpanelAdapter
 from delivery.destinations.webhook import WebhookAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
-    adapter.kind: adapter for adapter in (WebhookAdapter, CustomerIOAdapter)
+    adapter.kind: adapter
+    for adapter in (
+        WebhookAdapter,
+        CustomerIOAdapter,
+        MixpanelAdapter,
+        BrazeAdapter,
+    )
 }
 
 # kinds.py stays import-light (models import it); the two lists must name the same kinds.

@@ -3,4 +3,6 @@
 KIND_CHOICES = [
     ("webhook", "Webhook (JSON batch)"),
     ("customerio", "Customer.io Track API"),
+    ("mixpanel", "Mixpanel Import API"),
+    ("braze", "Braze /users/track"),
 ]
