@@ -3,7 +3,7 @@
 One dialect per destination kind, chosen by path (each `Dialect.path`): ``POST /<slot>/webhook``
 (generic JSON batch webhook), ``POST /<slot>/api/v2/batch`` (Customer.io Track API v2),
 ``POST /<slot>/2/httpapi`` (Amplitude HTTP V2), ``POST /<slot>/v1/batch`` (a Segment-compatible
-collector), and so on.
+collector), ``POST /<slot>/import`` (Mixpanel Import API), ``POST /<slot>/users/track`` (Braze).
 Each slot runs a *profile* (healthy, partial, rate_limited, flaky, ...) so the demo and the tests
 can make a destination misbehave in a known, repeatable way; ``/_control/<slot>`` changes profiles
 at run time and ``/_requests/<slot>`` shows exactly what was received. Standard library only.
@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -115,8 +116,13 @@ class Dialect:
     def hash_key(self, item: Any) -> str:
         return json.dumps(item, sort_keys=True, default=str)
 
-    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+    def multi_status(self, entries: list[dict[str, Any]], call: Call | None = None) -> Answer:
         raise NotImplementedError
+
+    def place(self, entries: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
+        """The rendered entries completed with what only the request body tells (Mixpanel's insert_id,
+        Braze's array and index in it)."""
+        return entries
 
     def unauthorized(self) -> Answer:
         return self.error(401, self.unauthorized_message)
@@ -161,7 +167,7 @@ class WebhookDialect(Dialect):
         message_id = item.get("messageId") if isinstance(item, dict) else None
         return str(message_id) if message_id else super().hash_key(item)
 
-    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+    def multi_status(self, entries: list[dict[str, Any]], call: Call | None = None) -> Answer:
         return json_answer(207, {"results": entries})
 
 
@@ -198,7 +204,7 @@ class CustomerIODialect(Dialect):
             return Rejection(400, "identifiers is required", "required", "identifiers")
         return None
 
-    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+    def multi_status(self, entries: list[dict[str, Any]], call: Call | None = None) -> Answer:
         return json_answer(207, {"errors": entries})
 
     def rate_limited(self, retry_after: float, call: Call | None = None) -> Answer:
@@ -261,7 +267,7 @@ class AmplitudeDialect(Dialect):
         insert_id = item.get("insert_id") if isinstance(item, dict) else None
         return str(insert_id) if insert_id else super().hash_key(item)
 
-    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+    def multi_status(self, entries: list[dict[str, Any]], call: Call | None = None) -> Answer:
         fields: dict[str, dict[str, list[int]]] = {"invalid": {}, "missing": {}}
         for entry in entries:
             fields[entry["reason"]].setdefault(entry["field"], []).append(entry["index"])
@@ -324,12 +330,220 @@ class TrackingApiDialect(Dialect):
     def required(self, item: Any) -> Rejection | None:
         return None  # a collector takes the batch whole (it drops a bad message without saying so)
 
-    def multi_status(self, entries: list[dict[str, Any]]) -> Answer:
+    def multi_status(self, entries: list[dict[str, Any]], call: Call | None = None) -> Answer:
         return self.ok({})  # a collector has no per-event answer: the batch is taken
 
 
+class MixpanelDialect(Dialect):
+    """Mixpanel's Import API: a JSON array of events, a 400 naming the failed records."""
+
+    name = "mixpanel"
+    path = "import"
+    requires_auth = True
+    unauthorized_message = "Invalid service account credentials or project_id"
+    malformed_message = "request body must be a JSON array of events"
+    samples = (
+        Rejection(
+            400,
+            "'properties.time' is invalid: must be specified as seconds since epoch",
+            field="properties.time",
+        ),
+        Rejection(
+            400,
+            "'properties.distinct_id' is invalid: must not be a placeholder value",
+            field="properties.distinct_id",
+        ),
+        Rejection(
+            400,
+            "'properties.$insert_id' is invalid: must be at most 36 characters of [a-zA-Z0-9-]",
+            field="properties.$insert_id",
+        ),
+        Rejection(
+            400, "'properties' is invalid: an event must have fewer than 255 properties", field="properties"
+        ),
+    )
+
+    def items(self, body: Any) -> list[Any] | None:
+        return body if isinstance(body, list) else None
+
+    def authorized(self, call: Call) -> bool:
+        return call.has_basic_auth and bool(call.query.get("project_id"))
+
+    def error(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        return json_answer(
+            status, {"code": status, "error": message, "status": HTTPStatus(status).phrase}, headers
+        )
+
+    def ok(self, settings: dict[str, Any]) -> Answer:
+        return json_answer(200, {"code": 200, "num_records_imported": 0, "status": "OK"})
+
+    def accepted(self, call: Call) -> Answer:
+        imported = len(call.batch or [])
+        return json_answer(200, {"code": 200, "num_records_imported": imported, "status": "OK"})
+
+    def too_large(self) -> Answer:
+        return self.error(413, "request exceeds 2000 events or 10 MB uncompressed")
+
+    def render(self, rejection: Rejection) -> dict[str, Any]:
+        return {
+            "index": rejection.index,
+            "insert_id": "",
+            "field": rejection.field,
+            "message": rejection.message,
+        }
+
+    def place(self, entries: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
+        events = self.items(body) or []
+        return [{**entry, "insert_id": _insert_id(events, entry["index"])} for entry in entries]
+
+    def required(self, item: Any) -> Rejection | None:
+        if not isinstance(item, dict) or not isinstance(item.get("event"), str) or not item["event"]:
+            return Rejection(400, "'event' must be a non-empty string", "required", "event")
+        properties = item.get("properties")
+        if not isinstance(properties, dict):
+            return Rejection(400, "'properties' must be an object", "required", "properties")
+        for name in ("time", "$insert_id"):
+            if name not in properties:
+                return Rejection(400, f"'properties.{name}' is required", "required", f"properties.{name}")
+        return None
+
+    def hash_key(self, item: Any) -> str:
+        properties = item.get("properties") if isinstance(item, dict) else None
+        insert_id = properties.get("$insert_id") if isinstance(properties, dict) else None
+        return str(insert_id) if insert_id else super().hash_key(item)
+
+    def multi_status(self, entries: list[dict[str, Any]], call: Call | None = None) -> Answer:
+        body = call.body if call is not None else []
+        events = self.items(body) or []
+        failed = {e["index"] for e in entries if 0 <= e["index"] < len(events)}
+        return json_answer(
+            400,
+            {
+                "code": 400,
+                "error": "some data points in the request failed validation",
+                "status": "Bad Request",
+                "num_records_imported": len(events) - len(failed),
+                "failed_records": self.place(entries, body),
+            },
+        )
+
+
+def _insert_id(events: list[Any], index: int) -> str:
+    event = events[index] if 0 <= index < len(events) else None
+    properties = event.get("properties") if isinstance(event, dict) else None
+    return str(properties.get("$insert_id", "")) if isinstance(properties, dict) else ""
+
+
+BRAZE_ARRAYS = ("attributes", "events", "purchases")
+
+
+class BrazeDialect(Dialect):
+    """Braze's /users/track: three arrays of objects; non-fatal errors name an array and an index in it."""
+
+    name = "braze"
+    path = "users/track"
+    unauthorized_message = "Invalid API key"
+    malformed_message = "Bad Request"
+    samples = (
+        Rejection(400, "'time' must be an ISO 8601 datetime string"),
+        Rejection(400, "provided external_id is blacklisted and disallowed"),
+        Rejection(400, "Custom attribute values must be 255 characters or fewer"),
+        Rejection(400, "Event property keys must not start with a '$'"),
+    )
+
+    def items(self, body: Any) -> list[Any] | None:
+        if not isinstance(body, dict) or not any(name in body for name in BRAZE_ARRAYS):
+            return None
+        arrays = [body.get(name, []) for name in BRAZE_ARRAYS]
+        if not all(isinstance(objects, list) for objects in arrays):
+            return None
+        return [obj for objects in arrays for obj in objects]
+
+    def authorized(self, call: Call) -> bool:
+        scheme, _, token = call.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and bool(token.strip())
+
+    def error(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        return json_answer(status, {"message": message}, headers)
+
+    def malformed(self) -> Answer:
+        detail = "the body must have an attributes, events or purchases array of objects"
+        return json_answer(400, {"message": self.malformed_message, "errors": [detail]})
+
+    def too_large(self) -> Answer:
+        return self.error(400, "Max Input Length Exceeded")
+
+    def rate_limited(self, retry_after: float, call: Call | None = None) -> Answer:
+        reset = str(int(time.time() + retry_after))
+        headers = (
+            ("Retry-After", _seconds(retry_after)),
+            ("X-RateLimit-Limit", "3000"),
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", reset),
+        )
+        return self.error(429, "Rate Limited", headers)
+
+    def ok(self, settings: dict[str, Any]) -> Answer:
+        return json_answer(201, {"message": "success"})
+
+    def accepted(self, call: Call) -> Answer:
+        return json_answer(201, {"message": "success", **self._processed(call.body, set())})
+
+    def render(self, rejection: Rejection) -> dict[str, Any]:
+        return {"type": rejection.message, "index": rejection.index}  # placed in its array by `place`
+
+    def place(self, entries: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
+        places = braze_places(body)
+        last = next((n for n in reversed(BRAZE_ARRAYS) if isinstance(body, dict) and body.get(n)), "events")
+        placed = []
+        for entry in entries:
+            flat = entry["index"]
+            if 0 <= flat < len(places):
+                array, index = places[flat]
+            else:  # beyond the request: an index its last array does not have
+                array, index = last, len(body.get(last) or []) + flat - len(places)
+            placed.append({"type": entry["type"], "input_array": array, "index": index})
+        return placed
+
+    def required(self, item: Any) -> Rejection | None:
+        identifiers = ("external_id", "user_alias", "braze_id", "email", "phone")
+        if not isinstance(item, dict) or not any(item.get(k) for k in identifiers):
+            return Rejection(400, "'external_id', 'user_alias', 'braze_id', 'email' or 'phone' is required")
+        return None
+
+    def multi_status(self, entries: list[dict[str, Any]], call: Call | None = None) -> Answer:
+        body = call.body if call is not None else {}
+        errors = self.place(entries, body)
+        failed = {(e["input_array"], e["index"]) for e in errors}
+        return json_answer(201, {"message": "success", **self._processed(body, failed), "errors": errors})
+
+    def _processed(self, body: Any, failed: set[tuple[str, int]]) -> dict[str, int]:
+        """`<array>_processed` for each array the request had: its objects without an error."""
+        counts = {}
+        for name in BRAZE_ARRAYS:
+            objects = body.get(name) if isinstance(body, dict) else None
+            if objects:
+                counts[f"{name}_processed"] = sum(1 for i in range(len(objects)) if (name, i) not in failed)
+        return counts
+
+
+def braze_places(body: Any) -> list[tuple[str, int]]:
+    """(array, index in it) of each object of a /users/track body, in the order `items` gives them."""
+    if not isinstance(body, dict):
+        return []
+    return [(name, i) for name in BRAZE_ARRAYS for i in range(len(body.get(name) or []))]
+
+
 DIALECTS: dict[str, Dialect] = {
-    d.name: d for d in (WebhookDialect(), CustomerIODialect(), AmplitudeDialect(), TrackingApiDialect())
+    d.name: d
+    for d in (
+        WebhookDialect(),
+        CustomerIODialect(),
+        AmplitudeDialect(),
+        TrackingApiDialect(),
+        MixpanelDialect(),
+        BrazeDialect(),
+    )
 }
 
 
@@ -342,6 +556,14 @@ def partial_rejections(dialect: str, batch: list[Any], reject_share: float = 0.2
     speaker = DIALECTS[dialect]
     found = (_rejection(speaker, item, reject_share) for item in batch)
     return [speaker.render(replace(r, index=i)) for i, r in enumerate(found) if r is not None]
+
+
+def partial_errors(dialect: str, body: Any, reject_share: float = 0.2) -> list[dict[str, Any]]:
+    """The exact error entries the `partial` profile answers for this request body, worded as the
+    dialect's API does (Mixpanel's insert_id, Braze's array and index in it), for predicting tests."""
+    speaker = DIALECTS[dialect]
+    entries = partial_rejections(dialect, speaker.items(body) or [], reject_share)
+    return speaker.place(entries, body)
 
 
 def _rejection(dialect: Dialect, item: Any, reject_share: float) -> Rejection | None:
@@ -407,7 +629,7 @@ def _partial(call: Call) -> Answer:
     if gate:
         return gate
     entries = partial_rejections(call.dialect.name, call.batch or [], call.settings["reject_share"])
-    return call.dialect.multi_status(entries) if entries else call.dialect.accepted(call)
+    return call.dialect.multi_status(entries, call) if entries else call.dialect.accepted(call)
 
 
 def _rate_limited(call: Call) -> Answer:
@@ -442,7 +664,7 @@ def _bad_index(call: Call) -> Answer:
     if call.dialect.reports_unindexed_errors:
         unindexed = call.dialect.render(replace(beyond, index=0, message="identifiers: invalid"))
         entries.insert(0, {k: v for k, v in unindexed.items() if k != "batch_index"})
-    return call.dialect.multi_status(entries)
+    return call.dialect.multi_status(entries, call)
 
 
 def _duplicate_index(call: Call) -> Answer:
@@ -450,7 +672,7 @@ def _duplicate_index(call: Call) -> Answer:
     if gate:
         return gate
     twice = call.dialect.samples[:2]
-    return call.dialect.multi_status([call.dialect.render(replace(r, index=0)) for r in twice])
+    return call.dialect.multi_status([call.dialect.render(replace(r, index=0)) for r in twice], call)
 
 
 PROFILES: dict[str, Callable[[Call], Answer]] = {

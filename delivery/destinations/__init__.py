@@ -2,9 +2,11 @@
 
 from delivery.destinations.amplitude import AmplitudeAdapter
 from delivery.destinations.base import Adapter, InvalidSettings
+from delivery.destinations.braze import BrazeAdapter
 from delivery.destinations.customerio import CustomerIOAdapter
 from delivery.destinations.forwarder import ForwarderAdapter
 from delivery.destinations.kinds import KIND_CHOICES
+from delivery.destinations.mixpanel import MixpanelAdapter
 from delivery.destinations.webhook import WebhookAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
@@ -14,6 +16,8 @@ ADAPTERS: dict[str, type[Adapter]] = {
         CustomerIOAdapter,
         AmplitudeAdapter,
         ForwarderAdapter,
+        MixpanelAdapter,
+        BrazeAdapter,
     )
 }
 

@@ -5,4 +5,6 @@ KIND_CHOICES = [
     ("customerio", "Customer.io Track API"),
     ("amplitude", "Amplitude HTTP V2 API"),
     ("tracking_api", "Segment-compatible collector (/v1/batch)"),
+    ("mixpanel", "Mixpanel Import API"),
+    ("braze", "Braze /users/track"),
 ]
