@@ -71,10 +71,12 @@ def target_for(destination, mapping) -> Target:
         error = ""
     except InvalidSettings as exc:
         adapter, error = None, str(exc)
+    # A batch size above what the API takes (stored before the configuration refused it) is capped.
+    most = adapter.max_batch_size if adapter is not None else None
     return Target(
         destination_id=destination.id,
         mapping_id=mapping.id,
-        batch_size=max(1, destination.batch_size),
+        batch_size=max(1, min(destination.batch_size, most or destination.batch_size)),
         max_retries=destination.max_retries,
         fields=mapping.fields if isinstance(mapping.fields, dict) else {},
         adapter=adapter,

@@ -86,6 +86,29 @@ def set_up(sandbox_url: str) -> DemoSetup:
     _mapping(customerio, "Track events", {"type": ["track"]})
     _mapping(customerio, "Page views", {"type": ["page", "screen"]}, enabled=False)
 
+    # One destination of each other kind, each answering in its own API's dialect (see SANDBOX_PROFILES).
+    mixpanel = _destination(
+        workspace, "Mixpanel", "mixpanel", f"{sandbox_url}/mixpanel", sources,
+        credentials={"username": "demo-service-account", "secret": "demo-secret"},
+        settings={"project_id": "314159", "region": "US"},
+    )  # fmt: skip
+    _mapping(mixpanel, "Product events", {"type": ["track", "page", "screen"]})
+    amplitude = _destination(
+        workspace, "Amplitude", "amplitude", f"{sandbox_url}/amplitude", sources,
+        credentials={"api_key": "demo-amplitude-key"}, settings={"region": "US"},
+    )  # fmt: skip
+    _mapping(amplitude, "Events and users", {"type": ["track", "identify", "page", "screen"]})
+    braze = _destination(
+        workspace, "Braze", "braze", f"{sandbox_url}/braze", sources,
+        credentials={"api_key": "demo-braze-key"}, batch_size=75, rate_limit=25,
+    )  # fmt: skip
+    _mapping(braze, "Profiles and events", {"type": ["identify", "track"]})
+    collector = _destination(
+        workspace, "EU collector", "tracking_api", f"{sandbox_url}/collector", sources,
+        credentials={"write_key": "demo-eu-write-key"}, batch_size=50,
+    )  # fmt: skip
+    _mapping(collector, "Everything", {})
+
     partner = _destination(workspace, "Partner API", "webhook", f"{sandbox_url}/partner/webhook", sources)
     _mapping(partner, "Orders", {"type": ["track"], "event": ["Order Completed", "Order Refunded"]})
     _mapping(partner, "Sign-ups", {"type": ["track"], "event": ["Signed Up"]})
@@ -130,8 +153,24 @@ PARTNER_PROFILE = {
 }
 
 
+# How the other demo destinations behave: Mixpanel and Braze reject a few events in their own partial-failure
+# answers, Amplitude now and then rejects a request because of some of its events (the rest are sent again)
+# or throttles some users, and the collector refuses requests over 20 events (413: the batch is split).
+SANDBOX_PROFILES = {
+    "partner": PARTNER_PROFILE,
+    "mixpanel": {"profile": "partial", "settings": {"reject_share": 0.05}},
+    "braze": {"profile": "partial", "settings": {"reject_share": 0.05}},
+    "amplitude": {
+        "profile": "flaky",
+        "settings": {"cycle": ["ok", "ok", "partial", "ok", "ok", "rate_limited"], "reject_share": 0.1},
+    },
+    "collector": {"profile": "over_size", "settings": {"max_items": 20}},
+}
+
+
 def configure_sandbox(sandbox_url: str) -> None:
-    httpx.put(f"{sandbox_url}/_control/partner", json=PARTNER_PROFILE, timeout=5).raise_for_status()
+    for slot, profile in SANDBOX_PROFILES.items():
+        httpx.put(f"{sandbox_url}/_control/{slot}", json=profile, timeout=5).raise_for_status()
 
 
 TRACKS = [

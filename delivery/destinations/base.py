@@ -39,6 +39,9 @@ class Adapter:
     settings_class: ClassVar[type[KindSettings]]
     # What the configuration form shows as this kind's credentials, e.g. '{"api_key": "…"}'.
     credentials_example: ClassVar[str] = "{}"
+    # The most events one request may carry, where the API has a limit: the configuration refuses a larger
+    # batch size, and delivery never sends more.
+    max_batch_size: ClassVar[int | None] = None
 
     def __init__(self, config: KindSettings) -> None:
         self.config = config

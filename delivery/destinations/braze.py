@@ -95,6 +95,7 @@ class BrazeAdapter(Adapter):
     kind = "braze"
     label = "Braze"
     credentials_example = '{"api_key": "…"}'
+    max_batch_size = MAX_OBJECTS_PER_ARRAY
     settings_class = BrazeSettings
     config: BrazeSettings
 
@@ -102,15 +103,6 @@ class BrazeAdapter(Adapter):
         super().__init__(config)
         # One request at a time per adapter: delivering.attempt builds, posts and reads in turn.
         self._layout = _Layout()
-
-    @classmethod
-    def from_destination(cls, destination) -> Adapter:
-        if destination.batch_size > MAX_OBJECTS_PER_ARRAY:
-            raise InvalidSettings(
-                f"Braze takes at most {MAX_OBJECTS_PER_ARRAY} objects per array in a request; "
-                f"set the batch size to {MAX_OBJECTS_PER_ARRAY} or less (it is {destination.batch_size})"
-            )
-        return super().from_destination(destination)
 
     def prepare(self, message: dict[str, Any], fields: MappingType[str, str], key: str) -> dict[str, Any]:
         """`{array: object}`: the object and the array of the request it goes in."""

@@ -121,17 +121,9 @@ class MixpanelAdapter(Adapter):
     kind = "mixpanel"
     label = "Mixpanel"
     credentials_example = '{"username": "…", "secret": "…"}'
+    max_batch_size = MAX_EVENTS_PER_REQUEST
     settings_class = MixpanelSettings
     config: MixpanelSettings
-
-    @classmethod
-    def from_destination(cls, destination) -> Adapter:
-        if destination.batch_size > MAX_EVENTS_PER_REQUEST:
-            raise InvalidSettings(
-                f"Mixpanel takes at most {MAX_EVENTS_PER_REQUEST} events per request; "
-                f"the batch size is {destination.batch_size}"
-            )
-        return super().from_destination(destination)
 
     def prepare(self, message: dict[str, Any], fields: MappingType[str, str], key: str) -> dict[str, Any]:
         kind = message.get("type")

@@ -45,11 +45,17 @@ def check_rules(data: dict, destination: Destination | None = None) -> dict:
     endpoint = data.get("endpoint", current.endpoint if current else "")
     settings = data.get("settings", current.settings if current else {})
     credentials = data.get("credentials", current.credentials if current else {})
+    adapter = ADAPTERS[kind]
     try:
-        ADAPTERS[kind].settings_class.parse(endpoint, settings, credentials)
+        adapter.settings_class.parse(endpoint, settings, credentials)
     except InvalidSettings as error:
         field = "credentials" if "credentials" in str(error) else "settings"
         raise ConfigurationError({field: [f"{error}."]}) from error
+    batch_size = data.get("batch_size", current.batch_size if current else 100)
+    if adapter.max_batch_size and batch_size > adapter.max_batch_size:
+        raise ConfigurationError(
+            {"batch_size": [f"{adapter.label} takes at most {adapter.max_batch_size} events a request."]}
+        )
     return data
 
 

@@ -15,6 +15,9 @@ from delivery.idempotency import event_key
 from delivery.multistatus import InvalidEvent
 from delivery.results import Success
 from devtools.sandbox import partial_errors
+from overview.configuration.common import ConfigurationError
+from overview.configuration.destinations import check_rules
+from tests.factories import make_destination, make_mapping, make_workspace
 
 AUTH = {"api_key": "rest-key-789"}
 INSTANCE = "https://rest.iad-01.braze.com"
@@ -96,17 +99,16 @@ def test_unusable_settings_are_refused(endpoint, secret, problem):
         BrazeSettings.parse(endpoint, {}, secret)
 
 
-def test_a_batch_size_above_75_is_refused_because_braze_takes_75_objects_per_array():
-    class Destination:
-        endpoint, settings, credentials, batch_size = INSTANCE, {}, AUTH, 100
-
-    with pytest.raises(InvalidSettings) as refused:
-        BrazeAdapter.from_destination(Destination())
-    assert str(refused.value) == (
-        "Braze takes at most 75 objects per array in a request; set the batch size to 75 or less (it is 100)"
-    )
-    Destination.batch_size = 75
-    assert BrazeAdapter.from_destination(Destination()).config.api_key == "rest-key-789"
+def test_braze_takes_75_objects_per_array_so_a_batch_is_75_at_most(db):
+    destination = make_destination(
+        make_workspace(), INSTANCE, kind="braze", credentials=AUTH, batch_size=100
+    )  # stored before the configuration refused it
+    target = delivering.target_for(destination, make_mapping(destination))
+    assert (target.batch_size, target.adapter.config.api_key) == (75, "rest-key-789")
+    with pytest.raises(ConfigurationError) as refused:
+        check_rules({"batch_size": 100}, destination)
+    assert refused.value.field_errors == {"batch_size": ["Braze takes at most 75 events a request."]}
+    assert check_rules({"batch_size": 75}, destination) == {"batch_size": 75}
 
 
 def test_the_objects_are_posted_in_their_arrays_with_a_bearer_key(httpserver):

@@ -90,16 +90,6 @@ def test_unusable_settings_are_refused(shown, secret, problem):
         MixpanelSettings.parse("https://api.mixpanel.com", shown, secret)
 
 
-def test_a_batch_size_above_mixpanels_limit_is_refused():
-    class Destination:
-        endpoint, settings, credentials, batch_size = "", SETTINGS, AUTH, 2001
-
-    with pytest.raises(InvalidSettings, match="Mixpanel takes at most 2000 events per request"):
-        MixpanelAdapter.from_destination(Destination())
-    Destination.batch_size = 2000
-    assert MixpanelAdapter.from_destination(Destination()).config.project_id == "3141592"
-
-
 def test_the_events_are_posted_as_a_json_array_with_basic_auth_and_strict_validation(sandbox):
     batch = items(2)
 
