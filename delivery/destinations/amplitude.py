@@ -26,6 +26,7 @@ from typing import Any, TypedDict
 
 from delivery import retries
 from delivery.destinations.base import Adapter, InvalidSettings, KindSettings, map_fields
+from delivery.destinations.fields import moment, split_mapped, text
 from delivery.http import Answer, OutboundRequest
 from delivery.multistatus import (
     InvalidEvent,
@@ -106,8 +107,9 @@ class AmplitudeAdapter(Adapter):
         if name_of is None:
             raise InvalidEvent(f"Amplitude has no event for {kind!r} events (identify, track, page, screen)")
         mapped = map_fields(message, fields) if fields else None
-        overrides = {k: v for k, v in (mapped or {}).items() if k in RESERVED_TARGETS}
-        event_type = _text(overrides.get("event_type")) or name_of(message)
+        default = message.get("traits") if kind == "identify" else message.get("properties")
+        overrides, properties = split_mapped(mapped, default, RESERVED_TARGETS)
+        event_type = text(overrides.get("event_type")) or name_of(message)
         if not event_type:
             raise InvalidEvent("Amplitude needs an event name for a track event")
         item: dict[str, Any] = {"event_type": event_type, **self._identity(message, overrides)}
@@ -115,12 +117,6 @@ class AmplitudeAdapter(Adapter):
         if time is not None:
             item["time"] = time
         item["insert_id"] = key  # Amplitude drops an event whose insert_id it saw in the last 7 days
-        default = message.get("traits") if kind == "identify" else message.get("properties")
-        properties = (
-            {k: v for k, v in mapped.items() if k not in RESERVED_TARGETS}
-            if mapped is not None
-            else dict(_object(default))
-        )
         if kind == "identify":
             item["user_properties"] = {"$set": properties}
         else:
@@ -132,8 +128,8 @@ class AmplitudeAdapter(Adapter):
         least min_id_length characters long; an all-zero device_id is left out."""
         shortest = self.config.min_id_length or DEFAULT_MIN_ID_LENGTH
         ids = {
-            "user_id": _text(overrides.get("user_id", message.get("userId"))),
-            "device_id": _text(overrides.get("device_id", message.get("anonymousId"))),
+            "user_id": text(overrides.get("user_id", message.get("userId"))),
+            "device_id": text(overrides.get("device_id", message.get("anonymousId"))),
         }
         if ids["device_id"] and set(ids["device_id"]) <= {"0", "-"}:
             ids["device_id"] = None  # an IDFA with Limit Ad Tracking on: Amplitude refuses it
@@ -236,37 +232,18 @@ def _resend_message(status: int) -> str:
 # --- building events from messages ----------------------------------------------------------------
 
 
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
 def _unix_ms(value: Any) -> int | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return int(value)
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
+    when = moment(value)
+    return int(when.timestamp() * 1000) if when is not None else None
 
 
 def _viewed(what: str):
     """Page and screen views as Amplitude's own Segment integration names them."""
 
     def name(message: dict[str, Any]) -> str:
-        named = _text(message.get("name"))
+        named = text(message.get("name"))
         return f"Viewed {named} {what}" if named else f"Loaded a {what}"
 
     return name
@@ -274,7 +251,7 @@ def _viewed(what: str):
 
 # The event_type of each message type Amplitude can take; group and alias have no HTTP V2 event.
 _EVENT_TYPES = {
-    "track": lambda message: _text(message.get("event")),
+    "track": lambda message: text(message.get("event")),
     "identify": lambda message: "$identify",
     "page": _viewed("Page"),
     "screen": _viewed("Screen"),

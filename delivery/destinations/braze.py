@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from delivery.destinations.base import Adapter, InvalidSettings, KindSettings, map_fields
+from delivery.destinations.fields import moment, split_mapped, text
 from delivery.http import Answer, OutboundRequest
 from delivery.multistatus import (
     InvalidEvent,
@@ -109,11 +110,11 @@ class BrazeAdapter(Adapter):
         kind = message.get("type")
         mapped = map_fields(message, fields) if fields else None
         if kind == "identify":
-            overrides, attributes = _split(mapped, message.get("traits"))
+            overrides, attributes = split_mapped(mapped, message.get("traits"), RESERVED_TARGETS)
             return {"attributes": {**attributes, **_identity(message, overrides, attributes=True)}}
         if kind == "track":
-            overrides, properties = _split(mapped, message.get("properties"))
-            name = _text(overrides.get("name", message.get("event")))
+            overrides, properties = split_mapped(mapped, message.get("properties"), RESERVED_TARGETS)
+            name = text(overrides.get("name", message.get("event")))
             if not name:
                 raise InvalidEvent("Braze needs an event name for a track event")
             event = {
@@ -200,31 +201,15 @@ def _object_error(status: int, entries: list[TrackError]) -> Result:
 # --- building objects from messages ------------------------------------------------------------
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _split(mapped: dict[str, Any] | None, default_attributes: Any) -> tuple[dict, dict]:
-    """(overrides, attributes): mapped reserved targets, and the attributes or properties to send."""
-    if mapped is None:
-        return {}, dict(default_attributes) if isinstance(default_attributes, dict) else {}
-    overrides = {k: v for k, v in mapped.items() if k in RESERVED_TARGETS}
-    return overrides, {k: v for k, v in mapped.items() if k not in RESERVED_TARGETS}
-
-
 def _identity(message: dict[str, Any], overrides: dict[str, Any], *, attributes: bool) -> dict[str, Any]:
     """external_id (the userId), else braze_id (mapped), else a user alias of the anonymousId."""
-    external_id = _text(overrides.get("external_id", message.get("userId")))
+    external_id = text(overrides.get("external_id", message.get("userId")))
     if external_id:
         return {"external_id": external_id}
-    braze_id = _text(overrides.get("braze_id"))
+    braze_id = text(overrides.get("braze_id"))
     if braze_id:
         return {"braze_id": braze_id}
-    anonymous_id = _text(message.get("anonymousId"))
+    anonymous_id = text(message.get("anonymousId"))
     if not anonymous_id:
         raise InvalidEvent(
             f"Braze needs a userId or an anonymousId to identify the user ({message.get('type')} event)"
@@ -237,14 +222,7 @@ def _identity(message: dict[str, Any], overrides: dict[str, Any], *, attributes:
 
 def _iso_time(value: Any) -> str:
     """The event's time as ISO-8601 in UTC (Braze requires one on every event)."""
-    moment = None
-    if isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-    if moment is None:
+    when = moment(value)
+    if when is None:
         raise InvalidEvent(f"Braze needs the event's time; the timestamp {value!r} is not an ISO-8601 date")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -10,13 +10,13 @@ batch_index, and 200/207 bodies that cannot be read, never count as success (UNR
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from delivery.destinations.base import Adapter, InvalidSettings, KindSettings, map_fields
+from delivery.destinations.fields import as_object, moment, split_mapped, text
 from delivery.http import Answer, OutboundRequest
 from delivery.multistatus import (
     UNREADABLE,
@@ -191,50 +191,23 @@ def _as_validation(error: Error) -> Error:
 # --- building items from messages ------------------------------------------------------------------
 
 
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
 def _unix_seconds(value: Any) -> int | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return int(value)
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp())
-
-
-def _split(mapped: dict[str, Any] | None, default_attributes: Any) -> tuple[dict, dict]:
-    """(overrides, attributes): mapped reserved targets, and the attributes to send."""
-    if mapped is None:
-        return {}, dict(_object(default_attributes))
-    overrides = {k: v for k, v in mapped.items() if k in RESERVED_TARGETS}
-    return overrides, {k: v for k, v in mapped.items() if k not in RESERVED_TARGETS}
+    when = moment(value)
+    return int(when.timestamp()) if when is not None else None
 
 
 def _identifiers(
     message: dict[str, Any], overrides: dict[str, Any], attributes: dict[str, Any], *, anonymous_ok
 ):
-    person_id = _text(overrides.get("id", message.get("userId")))
+    person_id = text(overrides.get("id", message.get("userId")))
     if person_id:
         return {"id": person_id}
-    email = _text(attributes.get("email") or _object(message.get("traits")).get("email"))
+    email = text(attributes.get("email") or as_object(message.get("traits")).get("email"))
     if email:
         return {"email": email}
-    anonymous_id = _text(overrides.get("anonymous_id", message.get("anonymousId")))
+    anonymous_id = text(overrides.get("anonymous_id", message.get("anonymousId")))
     if anonymous_id and anonymous_ok:
         return {"anonymous_id": anonymous_id}
     return None
@@ -246,7 +219,7 @@ def _person_item(action: str, message, overrides, attributes, *, anonymous_ok: b
         who = "a userId or an email" if not anonymous_ok else "a userId, an email or an anonymousId"
         raise InvalidEvent(f"Customer.io needs {who} to {action} ({message.get('type')} event)")
     item: dict[str, Any] = {"type": "person", "action": action, "identifiers": identifiers}
-    anonymous_id = _text(overrides.get("anonymous_id", message.get("anonymousId")))
+    anonymous_id = text(overrides.get("anonymous_id", message.get("anonymousId")))
     if anonymous_id and "anonymous_id" not in identifiers:
         # Lets Customer.io merge the person's earlier anonymous activity into the profile.
         attributes = {**attributes, "anonymous_id": anonymous_id}
@@ -258,13 +231,13 @@ def _person_item(action: str, message, overrides, attributes, *, anonymous_ok: b
 
 
 def _identify(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
-    overrides, attributes = _split(mapped, message.get("traits"))
+    overrides, attributes = split_mapped(mapped, message.get("traits"), RESERVED_TARGETS)
     return _person_item("identify", message, overrides, attributes, anonymous_ok=False)
 
 
 def _track(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
-    overrides, attributes = _split(mapped, message.get("properties"))
-    name = _text(overrides.get("name", message.get("event")))
+    overrides, attributes = split_mapped(mapped, message.get("properties"), RESERVED_TARGETS)
+    name = text(overrides.get("name", message.get("event")))
     if not name:
         raise InvalidEvent("Customer.io needs an event name for a track event")
     item = _person_item("event", message, overrides, attributes, anonymous_ok=True)
@@ -273,10 +246,10 @@ def _track(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
 
 
 def _page(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
-    overrides, attributes = _split(mapped, message.get("properties"))
-    page = _object(_object(message.get("context")).get("page"))
-    url = _object(message.get("properties")).get("url") or page.get("url")
-    name = _text(overrides.get("name") or url or message.get("name"))
+    overrides, attributes = split_mapped(mapped, message.get("properties"), RESERVED_TARGETS)
+    page = as_object(as_object(message.get("context")).get("page"))
+    url = as_object(message.get("properties")).get("url") or page.get("url")
+    name = text(overrides.get("name") or url or message.get("name"))
     if not name:
         raise InvalidEvent("Customer.io needs the page's URL (properties.url) or a name for a page event")
     item = _person_item("page", message, overrides, attributes, anonymous_ok=True)
@@ -285,8 +258,8 @@ def _page(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
 
 
 def _screen(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
-    overrides, attributes = _split(mapped, message.get("properties"))
-    name = _text(overrides.get("name", message.get("name")))
+    overrides, attributes = split_mapped(mapped, message.get("properties"), RESERVED_TARGETS)
+    name = text(overrides.get("name", message.get("name")))
     if not name:
         raise InvalidEvent("Customer.io needs the screen's name for a screen event")
     item = _person_item("screen", message, overrides, attributes, anonymous_ok=True)
@@ -295,8 +268,8 @@ def _screen(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
 
 
 def _group(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
-    overrides, attributes = _split(mapped, message.get("traits"))
-    group_id = _text(message.get("groupId"))
+    overrides, attributes = split_mapped(mapped, message.get("traits"), RESERVED_TARGETS)
+    group_id = text(message.get("groupId"))
     if not group_id:
         raise InvalidEvent("Customer.io needs a groupId for a group event")
     item: dict[str, Any] = {
@@ -305,14 +278,14 @@ def _group(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
         "identifiers": {"object_type_id": config.object_type_id, "object_id": group_id},
         "attributes": attributes,
     }
-    person_id = _text(overrides.get("id", message.get("userId")))
+    person_id = text(overrides.get("id", message.get("userId")))
     if person_id:
         item["cio_relationships"] = [{"identifiers": {"id": person_id}}]
     return item
 
 
 def _alias(config: CustomerIOSettings, message, mapped) -> dict[str, Any]:
-    primary, secondary = _text(message.get("userId")), _text(message.get("previousId"))
+    primary, secondary = text(message.get("userId")), text(message.get("previousId"))
     if not (primary and secondary):
         raise InvalidEvent("Customer.io needs both userId and previousId to merge people (alias event)")
     return {"type": "person", "action": "merge", "primary": {"id": primary}, "secondary": {"id": secondary}}

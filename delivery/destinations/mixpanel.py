@@ -21,6 +21,7 @@ from typing import Any, TypedDict
 from urllib.parse import quote
 
 from delivery.destinations.base import Adapter, InvalidSettings, KindSettings, map_fields
+from delivery.destinations.fields import moment, split_mapped, text
 from delivery.http import Answer, OutboundRequest
 from delivery.multistatus import (
     InvalidEvent,
@@ -134,13 +135,13 @@ class MixpanelAdapter(Adapter):
         else:
             raise InvalidEvent(f"Mixpanel's Import API takes events only; {kind!r} events are not sent")
         mapped = map_fields(message, fields) if fields else None
-        overrides, properties = _split(mapped, message.get("properties"))
-        if kind in VIEW_EVENTS and _text(message.get("name")) and mapped is None:
+        overrides, properties = split_mapped(mapped, message.get("properties"), RESERVED_TARGETS)
+        if kind in VIEW_EVENTS and text(message.get("name")) and mapped is None:
             properties.setdefault("name", message["name"])
-        name = _text(overrides.get("event", name))
+        name = text(overrides.get("event", name))
         if not name:
             raise InvalidEvent("Mixpanel needs an event name for a track event")
-        distinct_id = _text(overrides.get("distinct_id", message.get("userId") or message.get("anonymousId")))
+        distinct_id = text(overrides.get("distinct_id", message.get("userId") or message.get("anonymousId")))
         if not distinct_id:
             raise InvalidEvent("Mixpanel needs a userId or an anonymousId for the event's distinct_id")
         if distinct_id.strip().lower() in PLACEHOLDER_IDS:
@@ -227,38 +228,15 @@ def _record_error(entries: list[FailedRecord]) -> Result:
 # --- building events from messages -------------------------------------------------------------
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return None
-
-
-def _split(mapped: dict[str, Any] | None, default_properties: Any) -> tuple[dict, dict]:
-    """(overrides, properties): mapped reserved targets, and the properties to send."""
-    if mapped is None:
-        return {}, dict(default_properties) if isinstance(default_properties, dict) else {}
-    overrides = {k: v for k, v in mapped.items() if k in RESERVED_TARGETS}
-    return overrides, {k: v for k, v in mapped.items() if k not in RESERVED_TARGETS}
-
-
 def _event_time(value: Any) -> int:
     """The event's time in milliseconds since the epoch, within what Mixpanel accepts."""
-    moment = None
-    if isinstance(value, str):
-        try:
-            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-    if moment is None:
+    when = moment(value)
+    if when is None:
         raise InvalidEvent(
             f"Mixpanel needs the event's time; the timestamp {value!r} is not an ISO-8601 date"
         )
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    if moment < EARLIEST_TIME:
+    if when < EARLIEST_TIME:
         raise InvalidEvent(f"Mixpanel rejects events dated before 1971-01-01 (timestamp {value})")
-    if moment > dt.datetime.now(dt.UTC) + MAX_FUTURE:
+    if when > dt.datetime.now(dt.UTC) + MAX_FUTURE:
         raise InvalidEvent(f"Mixpanel rejects events more than an hour in the future (timestamp {value})")
-    return int(moment.timestamp() * 1000)
+    return int(when.timestamp() * 1000)
