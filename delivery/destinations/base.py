@@ -75,8 +75,15 @@ class Adapter:
     def parse_accepted(self, answer: Answer, count: int) -> list[Result]:
         raise NotImplementedError
 
+    # Where a whole-request error body (a JSON object) has its message, first found first.
+    message_keys: ClassVar[tuple[str, ...]] = ("error", "message")
+
     def answer_message(self, body: Any) -> str | None:
         """The error message in a whole-request error body (already parsed JSON), if the API gives one."""
+        if isinstance(body, dict):
+            for key in self.message_keys:
+                if isinstance(body.get(key), str) and body[key]:
+                    return body[key]
         return None
 
     def whole_request_error(self, answer: Answer) -> Error:

@@ -53,6 +53,7 @@ class ForwarderSettings(KindSettings):
 class ForwarderAdapter(Adapter):
     kind = "tracking_api"
     label = "The collector"
+    message_keys = ("message", "error", "code")  # as this product and Segment word their errors
     credentials_example = '{"write_key": "…"}'
     settings_class = ForwarderSettings
     config: ForwarderSettings
@@ -72,14 +73,6 @@ class ForwarderAdapter(Adapter):
         sent_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         body = json.dumps({"batch": items, "sentAt": sent_at}, separators=(",", ":"), default=str).encode()
         return OutboundRequest(self.config.batch_url, body, auth=(self.config.write_key, ""))
-
-    def answer_message(self, body: Any) -> str | None:
-        if not isinstance(body, dict):
-            return None
-        for key in ("message", "error", "code"):
-            if isinstance(body.get(key), str) and body[key]:
-                return body[key]
-        return None
 
     def parse_accepted(self, answer: Answer, count: int) -> list[Result]:
         delivered = Success(answer.status, response={"status": answer.status, "body": shown_body(answer)})

@@ -165,13 +165,6 @@ class MixpanelAdapter(Adapter):
             auth=(self.config.username, self.config.secret),
         )
 
-    def answer_message(self, body: Any) -> str | None:
-        if isinstance(body, dict):
-            for key in ("error", "message"):
-                if isinstance(body.get(key), str) and body[key]:
-                    return body[key]
-        return None
-
     def parse_response(self, answer: Answer, count: int) -> list[Result]:
         body = read_json(answer) if answer.status == 400 else None
         if isinstance(body, dict) and "failed_records" in body:

@@ -73,13 +73,6 @@ class WebhookAdapter(Adapter):
         headers = {**self.config.headers, IDEMPOTENCY_HEADER: batch_key(keys)}
         return OutboundRequest(self.config.url, encoded, headers)
 
-    def answer_message(self, body: Any) -> str | None:
-        if isinstance(body, dict):
-            for key in ("error", "message"):
-                if isinstance(body.get(key), str) and body[key]:
-                    return body[key]
-        return None
-
     def parse_accepted(self, answer: Answer, count: int) -> list[Result]:
         if answer.status != 207:
             return [
