@@ -27,6 +27,30 @@ graceful_timeout = 10
 asgi_lifespan = "off"
 accesslog = None
 
+if os.environ.get("LOG_FORMAT", "").lower() == "json":  # gunicorn's own lines as JSON too, with access lines
+    from delivery.logcontext import JSON_FORMATTER
+
+    # Without the basic-auth user or the query string: a source's write key travels in either.
+    access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s'
+
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": JSON_FORMATTER},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def child_exit(server, worker) -> None:
+    """A web worker process ended: its live gauges leave /metrics (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
 
 def on_starting(server) -> None:
     """Collect the static files (hashed names, gzip copies: see STORAGES in overview/settings.py) into

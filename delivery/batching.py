@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from delivery import delivering, outbox, slots, throttle, wakeups
+from delivery import delivering, logcontext, outbox, slots, throttle, wakeups
 from delivery.models import Mapping
 from delivery.wakeups import Pair
 
@@ -68,7 +68,10 @@ def deliver_due(destination_id: int, mapping_id: int | None) -> None:
     target = delivering.target_for(mapping.destination, mapping)
     # A destination that is failing keeps to one slot: its requests may each take the whole deadline.
     failing = wakeups.failed_recently(destination_id)
-    with slots.destination_slot(destination_id, 1 if failing else None) as held:
+    with (
+        logcontext.delivering_to(destination_id),
+        slots.destination_slot(destination_id, 1 if failing else None) as held,
+    ):
         if not held:  # come back shortly (one waiting task per pair, however many find the slots taken)
             wakeups.request_delivery([(destination_id, mapping_id)], countdown=SLOT_BUSY_WAIT_SECONDS)
             return

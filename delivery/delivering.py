@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from django.db import transaction
 
-from delivery import fanout, history, http, idempotency, outbox, redaction, retries, throttle
+from delivery import fanout, history, http, idempotency, metrics, outbox, redaction, retries, throttle
 from delivery.destinations import Adapter, InvalidSettings, adapter_for
 from delivery.multistatus import PreparedBatch, transport_error
 from delivery.outbox import Claim, Claimed
@@ -356,6 +356,8 @@ def deliver_batch(target: Target) -> BatchReport:
         tried = attempt(target.adapter, target.fields, [messages[i] for i in to_send], keys)
     for i, result in zip(to_send, tried.results, strict=True):
         results[i] = result
+    for exchange in tried.exchanges:
+        metrics.observe_request(target.destination_id, exchange.duration_ms / 1000)
     sent = []
     if history.enabled():
         for exchange in tried.exchanges:

@@ -304,3 +304,19 @@ class RefusedRequest(models.Model):
             )
         ]
         indexes = [models.Index(fields=["key_prefix", "hour"], name="refused_request_key")]
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker seen alive: each worker writes its row every few seconds (delivery.heartbeats) and
+    deletes it when it stops; one whose row is old stopped without saying so."""
+
+    name = models.CharField(max_length=255, unique=True)  # Celery's node name, e.g. celery@host
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    version = models.CharField(max_length=40)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]

@@ -58,6 +58,18 @@ def ensure_partitions(today: dt.date | None = None, days_back: int | None = None
     return created
 
 
+def days(table: str = "delivery_event") -> list[dt.date]:
+    """The days a partitioned table has partitions for, oldest first (its default partition aside)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
+            [table],
+        )
+        suffixes = [row[0].rsplit("_p", 1)[-1] for row in cursor.fetchall()]
+    return sorted(dt.datetime.strptime(s, "%Y%m%d").date() for s in suffixes if s.isdigit())
+
+
 def drop_expired_partitions(today: dt.date | None = None, keep_days: int | None = None) -> list[str]:
     """Drop whole daily partitions older than the retention; never DELETE rows."""
     today = today or dt.datetime.now(dt.UTC).date()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
-from delivery import redaction, rollups
+from delivery import metrics, redaction, rollups
 from delivery.models import Destination
 from delivery.reasons import Reason
 from delivery.sql import execute_prepared
@@ -112,6 +112,7 @@ class Tally:
         self.counts, self._minutes = Counter(), {}
         if any(minutes.values()):
             execute_prepared(_UPSERT_ROLLUPS, [param for counts in tables for param in _columns(counts)])
+            metrics.count_moves(minutes)
 
 
 def _step_key(key: tuple) -> tuple:

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from delivery import metrics
 from delivery.models import Source
 from delivery.steps import Step
 from overview import notify, windows
@@ -248,6 +249,7 @@ def evaluate_rule(rule_id: int, now: dt.datetime | None = None, *, force: bool =
         if not force and rule.last_evaluated_at and rule.last_evaluated_at > now - EVALUATE_EVERY:
             return Evaluation(rule_id, None)
         m = measure(rule, now)
+        metrics.count_alert_evaluation(rule.kind, m.breached)
         incident = rule.incidents.filter(status=Incident.Status.OPEN).first()
         if incident is None:
             event = _open(rule, m, now) if m.breached else None

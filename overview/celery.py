@@ -1,10 +1,16 @@
 """The Celery app: one queue per concern, periodic work on beat."""
 
+import datetime as dt
+import json
 import os
+import sys
 
 from celery import Celery
+from celery.apps import worker as celery_worker
+from celery.signals import celeryd_after_setup
 from kombu import Queue
 
+from delivery import heartbeats  # noqa: F401 (connects the workers' heartbeat signals)
 from delivery.wakeups import TASK_QUEUES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "overview.settings")
@@ -25,3 +31,23 @@ app.conf.beat_schedule = {
     "resume-retry-jobs": {"task": "overview.tasks.resume_retry_jobs", "schedule": 60.0},
 }
 app.autodiscover_tasks(["delivery", "overview"])
+
+
+@celeryd_after_setup.connect
+def _json_lines_only(sender, instance, **kwargs) -> None:
+    """With LOG_FORMAT=json every line the worker writes is JSON: its start-up banner (text) is left out,
+    and the notices its signal handlers write straight to the terminal ("worker: Warm shutdown") are
+    written as JSON lines, still straight (logging is not safe inside a signal handler)."""
+    if os.environ.get("LOG_FORMAT", "").lower() == "json":
+        instance.quiet = True
+        celery_worker.safe_say = _say_as_json
+
+
+def _say_as_json(message: str, f=sys.__stderr__) -> None:
+    line = {
+        "level": "INFO",
+        "logger": "celery.apps.worker",
+        "message": message,
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    os.write(f.fileno(), (json.dumps(line) + "\n").encode())

@@ -1,5 +1,6 @@
 """Settings, read from the environment. Defaults run the embedded demo on one machine."""
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import dj_database_url
 from corsheaders import defaults as corsheaders_defaults
 
+from delivery.logcontext import JSON_FORMATTER
 from devtools import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -22,6 +24,10 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 # Folder for the embedded servers, the generated secret key and the file email outbox.
 DATA_DIR = Path(os.environ.get("DELIVERY_DATA_DIR", BASE_DIR / ".data")).resolve()
+# Prometheus metrics in multiprocess mode (gunicorn's and Celery's worker processes each write their
+# files here; /metrics sums them): set before anything imports prometheus_client, which reads it then.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 
 def _secret_key() -> str:
@@ -82,6 +88,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that a tracking API preflight is answered before anything else looks at it.
     "corsheaders.middleware.CorsMiddleware",
+    "overview.ops.RequestIdMiddleware",  # every log line of a request names it (X-Request-ID)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -228,6 +235,8 @@ DELIVERY_LEASE_SECONDS = float(os.environ.get("DELIVERY_LEASE_SECONDS", "0"))
 # between its probes while it is open (delivery.throttle).
 DELIVERY_CIRCUIT_FAILURES = int(os.environ.get("DELIVERY_CIRCUIT_FAILURES", "5"))
 DELIVERY_CIRCUIT_PROBE_SECONDS = float(os.environ.get("DELIVERY_CIRCUIT_PROBE_SECONDS", "30"))
+# The bearer token a Prometheus scrape of /metrics must send; empty: /metrics is open.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Minutes the dashboard's window ends before now, so that figures are settled (the API has none).
 DASHBOARD_LOOKBACK_MINUTES = int(os.environ.get("DASHBOARD_LOOKBACK_MINUTES", "5"))
 
@@ -339,11 +348,26 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# LOG_FORMAT=json: one JSON object a line (timestamp, level, logger, message, and request_id, task_id and
+# destination_id where known); the default is readable text.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").lower()
+# Python's warnings go through logging too (with LOG_FORMAT=json, as JSON lines).
+logging.captureWarnings(True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "delivery.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": JSON_FORMATTER,
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # Celery's per-task "received" and "succeeded" lines (megabytes an hour under traffic) stay quiet.
     "loggers": {

@@ -35,6 +35,11 @@ def role_in(user, workspace: Workspace) -> str | None:
     return membership.role if membership else None
 
 
+def sees_system(user) -> bool:
+    """Deployment staff and the owners of a workspace see the System page (workers, queues, storage)."""
+    return user.is_staff or Membership.objects.filter(user=user, role=Membership.Role.OWNER).exists()
+
+
 def can_write(user, workspace: Workspace) -> bool:
     return role_in(user, workspace) == Membership.Role.OWNER
 

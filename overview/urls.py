@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from delivery.urls import beacon_urlpatterns
+from overview import ops
 from overview.alerting import urls as alerting_urls
 from overview.configure import urls as configure_urls
 
@@ -16,6 +17,9 @@ urlpatterns = [
     path("api/v1/", include("overview.api.urls")),
     path("api/schema/", include("overview.api.schema")),
     path("admin/", admin.site.urls),
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("metrics", ops.metrics, name="metrics"),
     path("", include(configure_and_alerting)),
     path("", include("overview.pages.urls")),
 ]

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from delivery.models import Workspace
 from overview import windows
-from overview.tenancy import workspaces_for
+from overview.tenancy import sees_system, workspaces_for
 
 ZONE_COOKIE = "tz"
 
@@ -43,6 +43,7 @@ def navigation(request: HttpRequest) -> dict:
         (w for w in workspaces if w.slug == slug), workspaces[0] if workspaces else None
     )
     return {
+        "nav_system": sees_system(request.user),
         "nav_workspaces": workspaces,
         "nav_workspace": current,
         "nav_zone": zone_name(operator_zone(request)),

@@ -3,12 +3,13 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from overview.pages import changes, events, retries, views
+from overview.pages import changes, events, retries, system, views
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
+    path("system/", system.system, name="system"),
     path("w/<slug:slug>/", views.workspace, name="workspace"),
     path("w/<slug:slug>/destinations/<int:pk>/", views.destination_overview, name="destination_overview"),
     path("w/<slug:slug>/sources/<int:pk>/", views.source_overview, name="source_overview"),

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 
-from delivery import fanout, refused, throttle
+from delivery import fanout, heartbeats, refused, throttle
 from delivery.catalogue import describe, reasons_for
 from delivery.models import Destination, Source
 from delivery.steps import DISCARD_STEPS, PIPELINE, Step
@@ -227,6 +227,8 @@ def _overview(request: HttpRequest, state: State, scope: Scope, problems: list[s
         "zone": zone_name(zone),
         "pipeline": pipeline,
         "settling": settling,
+        # No worker seen lately: events stay received, nothing is routed or delivered, figures lag.
+        "no_worker": not heartbeats.seen(),
         "cards": cards,
         "chart": chart,
         "presets": [
