@@ -139,19 +139,14 @@ def test_a_fatal_error_fails_every_event_of_the_request(pipeline, sandbox, slot,
     assert failed and all(sample["sent"] in posted for sample in failed)
 
 
-def test_a_batch_size_braze_cannot_take_fails_every_event_without_sending(pipeline, sandbox):
-    destination, mapping = setup_destination(f"{sandbox.url}/bz-big", kind="braze", credentials=AUTH)
+def test_a_batch_size_above_brazes_75_is_sent_75_at_a_time(pipeline, sandbox):
+    destination, mapping = setup_destination(
+        f"{sandbox.url}/bz-big", kind="braze", credentials=AUTH, batch_size=100
+    )  # stored before the configuration refused it
 
-    ingest(destination, [track(0), track(1)])
-    rows = settled(destination, 2)
+    ingest(destination, [track(i) for i in range(100)])
+    rows = settled(destination, 100)
 
-    assert {(r["step"], r["reason_code"], r["error_message"]) for r in rows} == {
-        (
-            "failed_delivery",
-            "INVALID_SETTINGS",
-            "The destination's settings cannot be used: Braze takes at most 75 objects per array in a"
-            " request; set the batch size to 75 or less (it is 100)",
-        )
-    }
-    assert sandbox.requests("bz-big") == []
-    assert_conserved(destination, 2)
+    assert {r["step"] for r in rows} == {"delivered"}
+    assert max(len(request["body"]["events"]) for request in sandbox.requests("bz-big")) <= 75
+    assert_conserved(destination, 100)
