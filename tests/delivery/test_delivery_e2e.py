@@ -25,6 +25,7 @@ pytestmark = pytest.mark.e2e
 
 WORKER_ENV = {
     "DELIVERY_BACKOFF_SCALE": "0.001",  # 1 minute -> 60 ms, 5 minutes -> 300 ms, ...
+    "DELIVERY_CIRCUIT_PROBE_SECONDS": "0.3",  # an open circuit probes as often, as shrunk as the retries
     "DELIVERY_READ_TIMEOUT": "1",
     "DELIVERY_CONNECT_TIMEOUT": "1",
     "DELIVERY_LEASE_SECONDS": "5",
