@@ -944,6 +944,7 @@ class _Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "headers": {k: v for k, v in self.headers.items() if k.lower() != "authorization"},
             "auth_user": user,
+            "client": self.client_address[0],  # which host sent it, when workers run on several
             "body": body,
             "time": time.time(),
         }
