@@ -312,3 +312,22 @@ class RetryJob(models.Model):
 
     def __str__(self) -> str:
         return f"retry {self.id} of {self.destination_id} ({self.state})"
+
+
+class SingleSignOnIdentity(models.Model):
+    """Who an account is at the OpenID Connect provider (overview/sso): the provider's issuer and its
+    `sub`, the one identifier it promises never to reassign. Sign-ins are matched by this pair, never
+    by email: an address can change hands or be set unverified at the provider, so matching on it
+    would let someone take over another person's account."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # Serves the sign-in's lookup by (issuer, subject), and makes the pair one account.
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="one_account_per_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.issuer}"

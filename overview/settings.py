@@ -150,6 +150,39 @@ AUTH_PASSWORD_VALIDATORS = [
 # django-axes first: it refuses a login from a locked-out user name and IP before any password check.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
+
+# Single sign-on with OpenID Connect (mozilla-django-oidc; overview/sso/). Off unless a provider (its
+# issuer, or its endpoints) and this site's client id and secret are set; the provider's redirect URI for
+# this site is <SITE_URL>/oidc/callback/. Read at each request, so tests may change them.
+OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "")  # its endpoints come from <issuer>/.well-known/...
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_CLIENT_SECRET", "")  # never logged nor shown
+# Endpoints, each overriding what discovery says (all but end-session needed without OIDC_ISSUER).
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_USERINFO_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_JWKS_ENDPOINT", "")
+OIDC_OP_END_SESSION_ENDPOINT = os.environ.get("OIDC_END_SESSION_ENDPOINT", "")
+# The login page's button says "Sign in with <this>".
+OIDC_PROVIDER_NAME = os.environ.get("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_RP_SCOPES = os.environ.get("OIDC_SCOPES", "openid email profile")
+# The claim listing the user's groups; those named <prefix><workspace-slug>:owner or :viewer are the
+# user's memberships, set to exactly that at every sign-in. A member of OIDC_STAFF_GROUP is staff.
+OIDC_GROUPS_CLAIM = os.environ.get("OIDC_GROUPS_CLAIM", "groups")
+OIDC_GROUP_PREFIX = os.environ.get("OIDC_GROUP_PREFIX", "delivery:")
+OIDC_STAFF_GROUP = os.environ.get("OIDC_STAFF_GROUP", "")
+# Seconds to wait for the provider; its TLS certificate is checked unless OIDC_VERIFY_SSL=0.
+OIDC_TIMEOUT = float(os.environ.get("OIDC_TIMEOUT", "10"))
+OIDC_VERIFY_SSL = env_bool("OIDC_VERIFY_SSL", True)
+# ID tokens signed with the provider's keys (its JWKS), checked with the state and nonce of the sign-in.
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_USE_NONCE = True
+OIDC_STORE_ID_TOKEN = True  # kept in the session for the id_token_hint of the provider's logout
+# The user name and password form (and the admin's, and POST /api/v1/token/). Off only takes effect with
+# single sign-on configured, so that a typo cannot lock every operator out. API tokens work either way.
+PASSWORD_LOGIN = env_bool("PASSWORD_LOGIN", True)
+# After the password backends; it answers only the callback of a sign-in at the provider.
+AUTHENTICATION_BACKENDS = [*AUTHENTICATION_BACKENDS, "overview.sso.backend.SingleSignOnBackend"]
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 

@@ -200,9 +200,11 @@ def answers(url: str) -> bool:
 
 
 @contextmanager
-def web_server(command_for: Callable[[int], list[str]], name: str) -> Iterator[str]:
+def web_server(
+    command_for: Callable[[int], list[str]], name: str, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
     """A web server process (`command_for(port)`) on this run's database and broker prefix, on a free
-    port, once it answers; its URL."""
+    port, once it answers; its URL. `extra_env` adds or overrides its environment."""
     port = free_port()
     env = {
         **os.environ,
@@ -210,6 +212,7 @@ def web_server(command_for: Callable[[int], list[str]], name: str) -> Iterator[s
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "CELERY_KEY_PREFIX": f"test-{RUN_ID}:",
         "DELIVERY_DATA_DIR": str(settings.DATA_DIR),
+        **(extra_env or {}),
     }
     web = spawn(command_for(port), env, ROOT, settings.DATA_DIR / f"test-{name}-{RUN_ID}.log")
     url = f"http://127.0.0.1:{port}"

@@ -21,6 +21,7 @@ from overview.api.parsers import JSONParser
 from overview.api.permissions import WorkspaceScopedMixin
 from overview.api.throttles import TokenThrottle
 from overview.models import AlertRule, Incident
+from overview.sso import provider
 
 WRITE_METHODS = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -159,6 +160,11 @@ class TokenView(APIView):
     serializer_class = AuthTokenSerializer
 
     def post(self, request) -> Response:
+        if not provider.password_login():
+            # A password exchanged for a token would be a password login; the UI's API token page works.
+            raise PermissionDenied(
+                "Password login is turned off on this site: create a token on the API token page."
+            )
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         return Response({"token": tokens.issue(serializer.validated_data["user"])})

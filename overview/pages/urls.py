@@ -1,13 +1,14 @@
 """Dashboard URLs: login/logout, the workspace home, the overviews, the discard catalogue."""
 
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from overview.pages import changes, events, retries, system, views
+from overview.sso import views as sso_views
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Django's login and logout, with single sign-on's button and provider logout (overview/sso).
+    path("login/", sso_views.LoginView.as_view(), name="login"),
+    path("logout/", sso_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
     path("system/", system.system, name="system"),
     path("w/<slug:slug>/", views.workspace, name="workspace"),
