@@ -1,6 +1,7 @@
 """Test harness: real PostgreSQL (configured or embedded), real Redis, a real Celery worker process."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +29,11 @@ PIPELINE_TABLES = ", ".join(partitions.PARTITIONED)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # This run's metrics in a folder of its own (the workers and servers it starts inherit it), not in
+    # the one the demo's processes write: nothing has imported prometheus_client yet, which reads it then.
+    metrics = settings.DATA_DIR / f"metrics-test-{RUN_ID}"
+    metrics.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
     # Without a configured broker, the tests run the embedded Redis for the session.
     if not os.environ.get("CELERY_BROKER_URL"):
         embedded.acquire_redis(settings.DATA_DIR)
@@ -290,5 +296,6 @@ def chromium() -> Iterator:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     if not os.environ.get("CELERY_BROKER_URL"):
         embedded.release_redis(settings.DATA_DIR)  # stops it unless a demo or another run still uses it

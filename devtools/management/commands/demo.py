@@ -1,10 +1,12 @@
 """Run the whole product on this machine with live demo traffic; Ctrl-C stops everything."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 from django.conf import settings
@@ -53,6 +55,10 @@ class Command(BaseCommand):
 
     def _run(self, host, port, sandbox_port, rate, no_traffic) -> None:
         call_command("migrate", interactive=False, verbosity=0)
+        # A fresh demo counts from zero: the metrics of its earlier processes go (all of them stopped).
+        metrics = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        shutil.rmtree(metrics, ignore_errors=True)
+        metrics.mkdir(parents=True)
         site = f"http://{host}:{port}"
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         env = {
