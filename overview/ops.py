@@ -109,8 +109,8 @@ def readiness() -> dict[str, dict]:
             else {"ok": False, "error": f"{len(plan)} migration(s) not applied: run manage.py migrate"}
         )
         workers = heartbeats.seen()
-        checks["workers"] = (
-            {"ok": True, "seen": [w.name for w in workers]}
+        checks["workers"] = (  # how many, not their host names: /readyz answers anyone
+            {"ok": True, "seen": len(workers)}
             if workers
             else {"ok": False, "error": "no worker seen in the last minute: nothing is routed or delivered"}
         )

@@ -186,7 +186,7 @@ def test_readyz_fails_when_the_broker_is_away_and_passes_with_a_worker(celery_wo
         "checks": {
             "database": {"ok": True},
             "migrations": {"ok": True},
-            "workers": {"ok": True, "seen": [WorkerHeartbeat.objects.get().name]},
+            "workers": {"ok": True, "seen": 1},
             "broker": {"ok": True},
         },
     }
