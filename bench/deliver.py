@@ -8,6 +8,7 @@ outcome is final. Prints events/s delivered and the latency from received to fin
 updated_at - received_at: p50, p95), for the healthy profile, then the partial one.
 
     .venv/bin/python bench/deliver.py [--events 60000] [--rate 6000] [--concurrency 2] [--history on,off]
+                                      [--with-limits]
 
 --history on,off,on,off runs the profiles with the attempt history on, then off (a fresh worker each
 time), alternately, so that its cost is a ratio measured in one run.
@@ -65,6 +66,11 @@ def main() -> None:
         default="on",
         help="attempt history on, off, or on,off,on,off to measure its cost A/B in one run (a worker each)",
     )
+    parser.add_argument(
+        "--with-limits",
+        action="store_true",
+        help="also measure limit (b) of bench/limits.py on the same database and print the ratios",
+    )
     args = parser.parse_args()
 
     # The bench's own embedded servers (unless configured), so it never disturbs a demo or a test run.
@@ -90,6 +96,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
 
     started: list[subprocess.Popen] = []
+    rates: dict[str, float] = {}
     try:
         sandbox, sandbox_url = start_sandbox()
         started.append(sandbox)
@@ -98,7 +105,7 @@ def main() -> None:
             worker = start_worker(args.concurrency)
             started.append(worker)
             for profile in args.profiles.split(","):
-                run_profile(profile, sandbox_url, args, history)
+                rates[f"{profile}, history {history}"] = run_profile(profile, sandbox_url, args, history)
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(20)
             started.remove(worker)
@@ -108,6 +115,13 @@ def main() -> None:
             process.wait(20)
         if own_redis:
             embedded.release_redis(settings.DATA_DIR)
+    if args.with_limits:
+        from bench.limits import CLAIM, deliver_limit
+
+        limit = deliver_limit(os.environ["DATABASE_URL"], args.events)
+        print(f"limit (b), one process claiming {CLAIM}, posting, recording: {limit:,.0f} events/s")
+        for name, rate in rates.items():
+            print(f"{name:>20}: events/s final / limit = {rate / limit:.2f}")
 
 
 def start_sandbox() -> tuple[subprocess.Popen, str]:
@@ -148,7 +162,7 @@ def start_worker(concurrency: int) -> subprocess.Popen:
     return process
 
 
-def run_profile(profile: str, sandbox_url: str, args: argparse.Namespace, history: str = "on") -> None:
+def run_profile(profile: str, sandbox_url: str, args: argparse.Namespace, history: str = "on") -> float:
     from django.db import connection
 
     from delivery import batching
@@ -200,7 +214,7 @@ def run_profile(profile: str, sandbox_url: str, args: argparse.Namespace, histor
         if time.monotonic() > deadline:
             raise SystemExit(f"{open_} outcomes still open after 10 minutes")
         time.sleep(0.2)
-    report(f"{profile}, history {history}", destination.id, args, feeding)
+    return report(f"{profile}, history {history}", destination.id, args, feeding)
 
 
 def feed(source, destination, mapping, start: int, n: int) -> None:
@@ -270,7 +284,8 @@ def payload(i: int) -> dict:
     }
 
 
-def report(profile: str, destination_id: int, args: argparse.Namespace, feeding: float) -> None:
+def report(profile: str, destination_id: int, args: argparse.Namespace, feeding: float) -> float:
+    """Print the profile's figures; returns its events/s final."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -294,6 +309,7 @@ def report(profile: str, destination_id: int, args: argparse.Namespace, feeding:
         f"{delivered / span:,.0f}/s delivered; latency received->final p50 {p50:.2f} s, p95 {p95:.2f} s, "
         f"max {worst:.2f} s"
     )
+    return total / float(span)
 
 
 def _put(url: str, body: dict) -> None:

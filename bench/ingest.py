@@ -12,7 +12,7 @@ from received to routed, and the CPU time the web workers, the routing worker an
 1,000 events. Stops everything it started and drops the bench database (--keep keeps it).
 
     .venv/bin/python bench/ingest.py [--events 100000] [--rate 5000] [--senders 4] [--web-workers 3]
-                                     [--route-workers 1] [--keep]
+                                     [--route-workers 1] [--keep] [--with-limits]
 
 No delivery worker runs: the queued outcomes wait, as they would for a paused destination.
 """
@@ -195,6 +195,11 @@ def main() -> None:
         "--rate", type=float, default=0, help="events/s to send at (default: as fast as answered)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    parser.add_argument(
+        "--with-limits",
+        action="store_true",
+        help="also measure limit (a) of bench/limits.py on the same database and print the ratio",
+    )
     args = parser.parse_args()
 
     server = server_url()
@@ -391,6 +396,15 @@ def measure(url: str, write_key: str, bodies: list[bytes], args: argparse.Namesp
         + f" (and this bench's HTTP senders {sender * 1e6 / args.events:.0f} ms)",
         flush=True,
     )
+    if args.with_limits:
+        from bench.limits import STORE_TRANSACTION, store_limit
+
+        limit = store_limit(os.environ["DATABASE_URL"], args.events)
+        print(
+            f"  limit (a), the same rows by COPY, {STORE_TRANSACTION} events a transaction: {limit:,.0f}"
+            f" events/s -> routed end to end / limit = {args.events / (routed - started) / limit:.2f}",
+            flush=True,
+        )
 
 
 def _clean_broker() -> None:
