@@ -164,6 +164,26 @@ def group_by_index(entries: Sequence[Any], key: str, count: int) -> IndexedEntri
     return grouped
 
 
+def per_item(
+    grouped: IndexedEntries,
+    count: int,
+    *,
+    status: int,
+    label: str,
+    field: str,
+    describe: Callable[[Any], str],
+    named: Callable[[list[Any]], Result],
+    others: Result,
+) -> list[Result]:
+    """One result per sent item from a multi-status answer's entries: `named(entries)` for an item the
+    answer names, `others` for the rest — unless some entries name no item of the batch: then the rest are
+    unknown (UNREADABLE_RESPONSE, the unplaced entries kept under `field`), never delivered."""
+    if grouped.unplaced:
+        message = unplaced_errors_message(label, grouped.unplaced, describe)
+        others = unreadable_error(status, message, response={"status": status, field: grouped.unplaced})
+    return [named(grouped.by_index[i]) if i in grouped.by_index else others for i in range(count)]
+
+
 def join_messages(messages: Sequence[str]) -> str:
     """Several errors for one event are all kept, in the order the destination gave them."""
     return "; ".join(m for m in messages if m) or "rejected without a message"

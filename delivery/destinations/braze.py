@@ -23,11 +23,12 @@ from delivery.destinations.base import Adapter, InvalidSettings, KindSettings, m
 from delivery.destinations.fields import moment, split_mapped, text
 from delivery.http import Answer, OutboundRequest
 from delivery.multistatus import (
+    IndexedEntries,
     InvalidEvent,
     join_messages,
+    per_item,
     read_json,
     shown_body,
-    unplaced_errors_message,
     unreadable_error,
     validation_error,
 )
@@ -156,8 +157,7 @@ class BrazeAdapter(Adapter):
             response = {"status": answer.status, "body": shown_body(answer)}
             return [unreadable_error(answer.status, message, response=response)] * count
         layout = self._layout if len(self._layout.places) == count else _Layout()
-        by_position: dict[int, list[TrackError]] = {}
-        unplaced = []
+        grouped = IndexedEntries()  # by the sent item each error names through the layout
         for entry in errors:
             position = (
                 layout.position(entry.get("input_array"), entry.get("index"))
@@ -165,20 +165,19 @@ class BrazeAdapter(Adapter):
                 else None
             )
             if position is None:
-                unplaced.append(entry)
+                grouped.unplaced.append(entry)
             else:
-                by_position.setdefault(position, []).append(entry)
-        unknown = None
-        if unplaced:
-            message = unplaced_errors_message("Braze", unplaced, _error_text)
-            unknown = unreadable_error(
-                answer.status, message, response={"status": answer.status, "errors": unplaced}
-            )
-        delivered = Success(answer.status, response={"status": answer.status, "errors": []})
-        return [
-            _object_error(answer.status, by_position[i]) if i in by_position else (unknown or delivered)
-            for i in range(count)
-        ]
+                grouped.by_index[position].append(entry)
+        return per_item(
+            grouped,
+            count,
+            status=answer.status,
+            label="Braze",
+            field="errors",
+            describe=_error_text,
+            named=lambda entries: _object_error(answer.status, entries),
+            others=Success(answer.status, response={"status": answer.status, "errors": []}),
+        )
 
 
 def _error_text(entry: Any) -> str:

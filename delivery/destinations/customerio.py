@@ -24,9 +24,9 @@ from delivery.multistatus import (
     error_for_status,
     group_by_index,
     join_messages,
+    per_item,
     read_json,
     shown_body,
-    unplaced_errors_message,
     unreadable_error,
 )
 from delivery.reasons import Reason
@@ -144,20 +144,16 @@ class CustomerIOAdapter(Adapter):
             message = f"Customer.io answered {answer.status} with a body that is not a readable errors list"
             response = {"status": answer.status, "body": shown_body(answer)}
             return [unreadable_error(answer.status, message, response=response)] * count
-        grouped = group_by_index(errors, "batch_index", count)
-        unplaced = None
-        if grouped.unplaced:
-            message = unplaced_errors_message("Customer.io", grouped.unplaced, _error_text)
-            unplaced = unreadable_error(
-                answer.status, message, response={"status": answer.status, "errors": grouped.unplaced}
-            )
-        delivered = Success(answer.status, response={"status": answer.status, "errors": []})
-        return [
-            _item_error(answer.status, grouped.by_index[i])
-            if i in grouped.by_index
-            else (unplaced or delivered)
-            for i in range(count)
-        ]
+        return per_item(
+            group_by_index(errors, "batch_index", count),
+            count,
+            status=answer.status,
+            label="Customer.io",
+            field="errors",
+            describe=_error_text,
+            named=lambda entries: _item_error(answer.status, entries),
+            others=Success(answer.status, response={"status": answer.status, "errors": []}),
+        )
 
 
 def _error_text(entry: Any) -> str:

@@ -27,9 +27,9 @@ from delivery.multistatus import (
     InvalidEvent,
     group_by_index,
     join_messages,
+    per_item,
     read_json,
     shown_body,
-    unplaced_errors_message,
     unreadable_error,
     validation_error,
 )
@@ -186,19 +186,17 @@ class MixpanelAdapter(Adapter):
             message = "Mixpanel answered 400 with a failed_records that is not a list"
             response = {"status": 400, "body": shown_body(answer)}
             return [unreadable_error(400, message, response=response)] * count
-        grouped = group_by_index(records, "index", count)
-        unplaced = None
-        if grouped.unplaced:
-            message = unplaced_errors_message("Mixpanel", grouped.unplaced, _record_text)
-            unplaced = unreadable_error(
-                400, message, response={"status": 400, "failed_records": grouped.unplaced}
-            )
-        # Mixpanel imported it: recorded as 200, with the answer's own status kept in the response.
-        imported = Success(200, response={"status": 400, "failed_records": []})
-        return [
-            _record_error(grouped.by_index[i]) if i in grouped.by_index else (unplaced or imported)
-            for i in range(count)
-        ]
+        return per_item(
+            group_by_index(records, "index", count),
+            count,
+            status=400,
+            label="Mixpanel",
+            field="failed_records",
+            describe=_record_text,
+            named=_record_error,
+            # Mixpanel imported it: recorded as 200, with the answer's own status kept in the response.
+            others=Success(200, response={"status": 400, "failed_records": []}),
+        )
 
 
 def _record_text(entry: Any) -> str:

@@ -23,9 +23,9 @@ from delivery.multistatus import (
     error_for_status,
     group_by_index,
     join_messages,
+    per_item,
     read_json,
     shown_body,
-    unplaced_errors_message,
     unreadable_error,
 )
 from delivery.results import Result, Success
@@ -84,16 +84,16 @@ class WebhookAdapter(Adapter):
             message = 'the webhook answered 207 without a readable {"results": [...]} body'
             response = {"status": 207, "body": shown_body(answer)}
             return [unreadable_error(207, message, response=response)] * count
-        grouped = group_by_index(results, "index", count)
-        unplaced = None
-        if grouped.unplaced:
-            message = unplaced_errors_message("The webhook", grouped.unplaced, _entry_text)
-            unplaced = unreadable_error(207, message, response={"status": 207, "results": grouped.unplaced})
-        delivered = Success(207, response={"status": 207, "results": []})
-        return [
-            _event_result(grouped.by_index[i]) if i in grouped.by_index else (unplaced or delivered)
-            for i in range(count)
-        ]
+        return per_item(
+            group_by_index(results, "index", count),
+            count,
+            status=207,
+            label="The webhook",
+            field="results",
+            describe=_entry_text,
+            named=_event_result,
+            others=Success(207, response={"status": 207, "results": []}),
+        )
 
 
 def _status_of(entry: dict[str, Any]) -> int | None:
