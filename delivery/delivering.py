@@ -164,7 +164,8 @@ def _whole_failure(answer: http.Answer, results: Sequence[Result]) -> throttle.F
     429, 5xx), or any failed one with a Retry-After, holds the whole destination back."""
     if 200 <= answer.status < 300:
         return None
-    wait = retries.retry_after(answer.headers.get("retry-after"), dt.datetime.now(dt.UTC))
+    # The adapter read the Retry-After into its errors (Adapter.whole_request_error).
+    wait = next((r.retry_after for r in results if isinstance(r, Error) and r.retry_after is not None), None)
     if not (retries.is_retryable_status(answer.status) or wait):
         return None
     message = next((r.error_message for r in results if isinstance(r, Error)), f"HTTP {answer.status}")

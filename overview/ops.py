@@ -100,9 +100,8 @@ def readiness() -> dict[str, dict]:
     except DatabaseError as error:
         checks["database"] = {"ok": False, "error": f"the database cannot be reached: {error}".strip()}
     if checks["database"]["ok"]:
-        plan = MigrationExecutor(connection).migration_plan(
-            MigrationExecutor(connection).loader.graph.leaf_nodes()
-        )
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
         checks["migrations"] = (
             {"ok": True}
             if not plan
