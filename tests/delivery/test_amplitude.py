@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from delivery import delivering, http
+from delivery import delivering
 from delivery.destinations import ADAPTERS, InvalidSettings
 from delivery.destinations.amplitude import AmplitudeAdapter, AmplitudeSettings
-from delivery.idempotency import event_key
 from delivery.multistatus import InvalidEvent
 from delivery.results import Success
 from devtools.sandbox import partial_rejections, throttled_events
+from tests.delivery.adapters import exchange, key, local_destinations  # noqa: F401 (autouse)
 
 AUTH = {"api_key": "amp-key-123"}
 RESEND_400 = (
@@ -25,12 +25,6 @@ RESEND_429 = (
     " not at fault and is sent again"
 )
 THROTTLED = "Too many requests for some devices and users: Amplitude throttled this event's user or device"
-
-
-@pytest.fixture(autouse=True)
-def local_destinations(settings):
-    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
-    http.reset_client()
 
 
 def amplitude(endpoint: str, settings=None, credentials=AUTH) -> AmplitudeAdapter:
@@ -51,18 +45,9 @@ def tracks(count: int) -> list[dict]:
     ]
 
 
-def key(i: int) -> str:
-    return event_key(1, f"msg-{i}", 2, 3, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-
-
 def items(count: int) -> list[dict]:
     adapter = amplitude("https://api2.amplitude.com")
     return [adapter.prepare(message, {}, key(i)) for i, message in enumerate(tracks(count))]
-
-
-def exchange(adapter: AmplitudeAdapter, batch: list) -> list:
-    keys = [key(i) for i in range(len(batch))]
-    return adapter.parse_response(http.post(adapter.build_request(batch, keys)), len(batch))
 
 
 def shape(result) -> tuple:

@@ -8,25 +8,19 @@ import json
 import httpx
 import pytest
 
-from delivery import delivering, http
+from delivery import delivering
 from delivery.destinations import InvalidSettings
 from delivery.destinations.braze import BrazeAdapter, BrazeSettings
-from delivery.idempotency import event_key
 from delivery.multistatus import InvalidEvent
 from delivery.results import Success
 from devtools.sandbox import partial_errors
 from overview.configuration.common import ConfigurationError
 from overview.configuration.destinations import check_rules
+from tests.delivery.adapters import exchange, key, local_destinations  # noqa: F401 (autouse)
 from tests.factories import make_destination, make_mapping, make_workspace
 
 AUTH = {"api_key": "rest-key-789"}
 INSTANCE = "https://rest.iad-01.braze.com"
-
-
-@pytest.fixture(autouse=True)
-def local_destinations(settings):
-    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
-    http.reset_client()
 
 
 def braze(endpoint: str, credentials=AUTH) -> BrazeAdapter:
@@ -54,10 +48,6 @@ def identify(i: int) -> dict:
     }
 
 
-def key(i: int) -> str:
-    return event_key(1, f"msg-{i}", 2, 3, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-
-
 def mixed(count: int) -> list[dict]:
     """Identify and track events interleaved: every third one an identify."""
     return [identify(i) if i % 3 == 0 else track(i) for i in range(count)]
@@ -66,11 +56,6 @@ def mixed(count: int) -> list[dict]:
 def prepared(messages: list[dict]) -> list[dict]:
     adapter = braze(INSTANCE)
     return [adapter.prepare(message, {}, key(i)) for i, message in enumerate(messages)]
-
-
-def exchange(adapter: BrazeAdapter, batch: list) -> list:
-    keys = [key(i) for i in range(len(batch))]
-    return adapter.parse_response(http.post(adapter.build_request(batch, keys)), len(batch))
 
 
 def body_of(batch: list[dict]) -> dict:

@@ -2,26 +2,19 @@
 the index map, and every answer read as Customer.io documents it — against the real
 sandbox (Customer.io dialect) and real local servers."""
 
-import datetime as dt
 import json
 
 import pytest
 
-from delivery import delivering, http
+from delivery import delivering
 from delivery.destinations import InvalidSettings
 from delivery.destinations.customerio import CustomerIOAdapter, CustomerIOSettings, default_endpoint
-from delivery.idempotency import event_key
 from delivery.multistatus import InvalidEvent
 from delivery.results import Success
 from devtools.sandbox import partial_rejections
+from tests.delivery.adapters import exchange, key, local_destinations  # noqa: F401 (autouse)
 
 AUTH = {"site_id": "site-123", "api_key": "api-key-456"}
-
-
-@pytest.fixture(autouse=True)
-def local_destinations(settings):
-    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
-    http.reset_client()
 
 
 def customerio(endpoint: str, region: str = "US", credentials=AUTH) -> CustomerIOAdapter:
@@ -42,19 +35,9 @@ def tracks(count: int) -> list[dict]:
     ]
 
 
-def key(i: int) -> str:
-    """Event i's idempotency key, as delivery gives it."""
-    return event_key(1, f"msg-{i}", 2, 3, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-
-
 def items(count: int) -> list[dict]:
     adapter = customerio("https://track.customer.io")
     return [adapter.prepare(message, {}, key(i)) for i, message in enumerate(tracks(count))]
-
-
-def exchange(adapter: CustomerIOAdapter, batch: list) -> list:
-    keys = [key(i) for i in range(len(batch))]
-    return adapter.parse_response(http.post(adapter.build_request(batch, keys)), len(batch))
 
 
 # --- settings and the request ---------------------------------------------------------------------

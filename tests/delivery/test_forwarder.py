@@ -7,23 +7,17 @@ import json
 
 import pytest
 
-from delivery import delivering, http, ingest
+from delivery import delivering, ingest
 from delivery.destinations import ADAPTERS, InvalidSettings
 from delivery.destinations.forwarder import ForwarderAdapter, ForwarderSettings
-from delivery.idempotency import event_key
 from delivery.models import Event
 from delivery.multistatus import InvalidEvent
 from delivery.results import Success
 from delivery.tracking_api import UNKNOWN_WRITE_KEY
+from tests.delivery.adapters import exchange, key, local_destinations  # noqa: F401 (autouse)
 from tests.factories import make_source, make_workspace
 
 AUTH = {"write_key": "wk-123"}
-
-
-@pytest.fixture(autouse=True)
-def local_destinations(settings):
-    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
-    http.reset_client()
 
 
 def forwarder(endpoint: str, credentials=AUTH) -> ForwarderAdapter:
@@ -47,15 +41,6 @@ def received(i: int) -> dict:
 
 def as_forwarded(i: int) -> dict:
     return {k: v for k, v in received(i).items() if k not in ("receivedAt", "sentAt", "originalTimestamp")}
-
-
-def key(i: int) -> str:
-    return event_key(1, f"msg-{i}", 2, 3, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-
-
-def exchange(adapter: ForwarderAdapter, batch: list) -> list:
-    keys = [key(i) for i in range(len(batch))]
-    return adapter.parse_response(http.post(adapter.build_request(batch, keys)), len(batch))
 
 
 def shape(result) -> tuple:

@@ -9,22 +9,16 @@ import json
 import httpx
 import pytest
 
-from delivery import delivering, http
+from delivery import delivering
 from delivery.destinations import InvalidSettings
 from delivery.destinations.mixpanel import MixpanelAdapter, MixpanelSettings, default_endpoint, insert_id
-from delivery.idempotency import event_key
 from delivery.multistatus import InvalidEvent
 from delivery.results import Success
 from devtools.sandbox import partial_errors
+from tests.delivery.adapters import exchange, key, local_destinations  # noqa: F401 (autouse)
 
 AUTH = {"username": "sa-user.123.mp-service-account", "secret": "sa-secret-456"}
 SETTINGS = {"project_id": "3141592", "region": "US"}
-
-
-@pytest.fixture(autouse=True)
-def local_destinations(settings):
-    settings.DELIVERY_ALLOW_PRIVATE_ADDRESSES = True
-    http.reset_client()
 
 
 def mixpanel(endpoint: str, settings=None, credentials=AUTH) -> MixpanelAdapter:
@@ -45,19 +39,9 @@ def tracks(count: int) -> list[dict]:
     ]
 
 
-def key(i: int) -> str:
-    """Event i's idempotency key, as delivery gives it."""
-    return event_key(1, f"msg-{i}", 2, 3, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
-
-
 def items(count: int) -> list[dict]:
     adapter = mixpanel("https://api.mixpanel.com")
     return [adapter.prepare(message, {}, key(i)) for i, message in enumerate(tracks(count))]
-
-
-def exchange(adapter: MixpanelAdapter, batch: list) -> list:
-    keys = [key(i) for i in range(len(batch))]
-    return adapter.parse_response(http.post(adapter.build_request(batch, keys)), len(batch))
 
 
 # --- settings and the request ---------------------------------------------------------------------
